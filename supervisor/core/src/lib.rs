@@ -1,0 +1,22 @@
+//! bramble-core: what every part of the appliance shares.
+//!
+//! - [`settings`]: the two-layer configuration (raw serde, then validated),
+//!   loaded from defaults, `bramble.toml`, `BRAMBLE_*` and flags.
+//! - [`volume`]: the data volume's layout, modes, schema version, secrets.
+//! - [`atomic`]: crash-safe replacement of state files.
+//! - [`status`]: live state of services and children, counters.
+//! - [`machine`]: the pure restart state machine for children.
+//! - [`process`]: the single spawner/reaper and the child driver.
+//! - [`service`]: the restart loop for service tasks.
+
+pub mod atomic;
+pub mod machine;
+pub mod process;
+pub mod service;
+pub mod settings;
+pub mod status;
+pub mod volume;
+
+pub use settings::Settings;
+pub use status::Status;
+pub use volume::Volume;
