@@ -2,6 +2,8 @@
 //!
 //! - [`settings`]: the two-layer configuration (raw serde, then validated),
 //!   loaded from defaults, `bramble.toml`, `BRAMBLE_*` and flags.
+//! - [`clients`]: registered clients and discovered Pis.
+//! - [`leases`]: standalone-mode DHCP leases (shared with TFTP/NFS).
 //! - [`volume`]: the data volume's layout, modes, schema version, secrets.
 //! - [`atomic`]: crash-safe replacement of state files.
 //! - [`status`]: live state of services and children, counters.
@@ -10,6 +12,8 @@
 //! - [`service`]: the restart loop for service tasks.
 
 pub mod atomic;
+pub mod clients;
+pub mod leases;
 pub mod machine;
 pub mod process;
 pub mod service;
