@@ -1,1 +1,10 @@
-//! harness
+//! bramble-tests: the harness for black-box tests and benches.
+//!
+//! - [`harness`]: start the real `bramble` binary, wait for `/health`, talk
+//!   to it with curl and its own CLI, kill it on drop (printing its log when
+//!   a test fails).
+//! - [`netns`]: network namespaces, a bridge and veth pairs with unique
+//!   names, deleted on drop, so no test traffic ever reaches a real network.
+
+pub mod harness;
+pub mod netns;
