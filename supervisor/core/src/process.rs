@@ -76,6 +76,14 @@ impl Reaper {
         }
     }
 
+    /// Sends SIGKILL to every child process group still running (forced shutdown).
+    pub fn kill_all(&self) {
+        let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        for pid in table.keys() {
+            let _ = killpg(Pid::from_raw(*pid), Signal::SIGKILL);
+        }
+    }
+
     /// Collects every exited child without blocking.
     pub fn reap_all(&self) {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
