@@ -64,6 +64,8 @@ pub struct RawSettings {
     pub http: RawHttp,
     pub dhcp: RawDhcp,
     pub tftp: RawTftp,
+    pub nfs: RawNfs,
+    pub ldap: RawLdap,
     pub supervisor: RawSupervisor,
     pub children: Vec<RawChild>,
 }
@@ -156,6 +158,47 @@ impl Default for RawTftp {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RawNfs {
+    pub enabled: bool,
+    pub listen: String,
+    pub portmap_listen: String,
+    pub allow_unregistered: bool,
+}
+
+impl Default for RawNfs {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:2049".into(),
+            portmap_listen: "0.0.0.0:111".into(),
+            allow_unregistered: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLdap {
+    pub enabled: bool,
+    pub listen: String,
+    pub base_dn: String,
+    /// Directory holding the `slapd` binary and friends (empty: search PATH and /usr/sbin).
+    pub slapd_path: String,
+}
+
+impl Default for RawLdap {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:389".into(),
+            base_dn: "dc=bramble,dc=local".into(),
+            slapd_path: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RawSupervisor {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
@@ -192,6 +235,8 @@ pub struct Settings {
     pub http: HttpSettings,
     pub dhcp: DhcpSettings,
     pub tftp: TftpSettings,
+    pub nfs: NfsSettings,
+    pub ldap: LdapSettings,
     pub supervisor: Policy,
     pub children: Vec<ChildSpec>,
 }
@@ -228,6 +273,22 @@ pub struct TftpSettings {
     pub enabled: bool,
     pub listen: SocketAddr,
     pub max_transfers: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NfsSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub portmap_listen: SocketAddr,
+    pub allow_unregistered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LdapSettings {
+    pub enabled: bool,
+    pub listen: SocketAddr,
+    pub base_dn: String,
+    pub slapd_path: Option<std::path::PathBuf>,
 }
 
 /// Restart policy shared by supervised children and service tasks.
@@ -411,6 +472,13 @@ impl RawSettings {
         if self.tftp.max_transfers == 0 {
             c.fail("tftp.max_transfers", "must be at least 1");
         }
+        let nfs = NfsSettings {
+            enabled: self.nfs.enabled,
+            listen: c.socket("nfs.listen", &self.nfs.listen),
+            portmap_listen: c.socket("nfs.portmap_listen", &self.nfs.portmap_listen),
+            allow_unregistered: self.nfs.allow_unregistered,
+        };
+        let ldap = self.ldap.validate(&mut c);
         let supervisor = self.supervisor.to_policy();
         if self.supervisor.backoff_initial_ms == 0 {
             c.fail("supervisor.backoff_initial_ms", "must be at least 1");
@@ -427,6 +495,8 @@ impl RawSettings {
                 http,
                 dhcp,
                 tftp,
+                nfs,
+                ldap,
                 supervisor,
                 children,
             })
@@ -561,6 +631,32 @@ impl RawDhcp {
             boot_file_efi_arm64: self.boot_file_efi_arm64.clone(),
             ipxe_script: self.ipxe_script.clone(),
             rate_limit_per_client: self.rate_limit_per_client,
+        }
+    }
+}
+
+impl RawLdap {
+    fn validate(&self, c: &mut Check) -> LdapSettings {
+        let dn_ok = !self.base_dn.is_empty()
+            && self.base_dn.split(',').all(|rdn| {
+                rdn.split_once('=').is_some_and(|(k, v)| {
+                    !k.trim().is_empty()
+                        && k.trim().chars().all(|ch| ch.is_ascii_alphanumeric())
+                        && !v.trim().is_empty()
+                        && !v.contains(['"', '\\', '+', ';', '<', '>', '#'])
+                })
+            });
+        if !dn_ok {
+            c.fail(
+                "ldap.base_dn",
+                format!("not a DN like \"dc=school,dc=example\": {:?}", self.base_dn),
+            );
+        }
+        LdapSettings {
+            enabled: self.enabled,
+            listen: c.socket("ldap.listen", &self.listen),
+            base_dn: self.base_dn.clone(),
+            slapd_path: (!self.slapd_path.is_empty()).then(|| self.slapd_path.clone().into()),
         }
     }
 }
