@@ -1,0 +1,1 @@
+//! bramble-nfs (in progress)
