@@ -46,7 +46,8 @@ pub struct Bramble {
 
 /// How to start bramble.
 pub struct Options {
-    /// `bramble.toml` content written into the data dir (http.listen is added).
+    /// `bramble.toml` content written into the data dir (http.listen is added;
+    /// services whose section is absent are switched off, see [`isolate`]).
     pub settings: String,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
@@ -87,7 +88,7 @@ impl Bramble {
         let http = opts
             .http
             .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], free_port())));
-        fs::write(data.join("bramble.toml"), &opts.settings).unwrap();
+        fs::write(data.join("bramble.toml"), isolate(&opts.settings)).unwrap();
         let log = data.with_extension(format!("log.{}", rand::random::<u32>()));
         let mut cmd = Vec::<String>::new();
         if let Some(ns) = &opts.netns {
@@ -286,6 +287,23 @@ impl Drop for Bramble {
         }
         let _ = fs::remove_file(&self.log);
     }
+}
+
+/// Services a test does not configure are switched off, so tests never
+/// fight over the real ports (67, 69, 111, 389, 2049) or reach a network.
+pub fn isolate(settings: &str) -> String {
+    let mut out = settings.to_string();
+    for (section, off) in [
+        ("[dhcp]", "mode = \"off\""),
+        ("[tftp]", "enabled = false"),
+        ("[nfs]", "enabled = false"),
+        ("[ldap]", "enabled = false"),
+    ] {
+        if !settings.lines().any(|l| l.trim() == section) {
+            out = format!("{section}\n{off}\n{out}");
+        }
+    }
+    out
 }
 
 /// Direct children of `pid` (host view, all threads).

@@ -13,6 +13,8 @@ use bramble_core::clients::Registry;
 use bramble_core::leases::Leases;
 use bramble_core::process::{ChildUnit, Readiness, Reaper, supervise_child};
 use bramble_core::service::supervise_service;
+use bramble_core::settings::DhcpMode;
+use bramble_core::status::{Kind, UnitState};
 use bramble_core::{Settings, Status, Volume};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -77,6 +79,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
     start_services(&shared, &tracker, &shutdown);
+    start_slapd(&shared, &tracker, &shutdown, &reaper);
     start_children(&shared, &tracker, &shutdown, &reaper);
     tracker.close();
 
@@ -111,6 +114,9 @@ fn start_services(shared: &Shared, tracker: &TaskTracker, shutdown: &Cancellatio
         leases: shared.leases.clone(),
         token: shared.token.clone(),
         version: env!("CARGO_PKG_VERSION"),
+        accounts: shared.settings.ldap.enabled.then(|| {
+            bramble_ldap::Accounts::new(shared.volume.clone(), shared.settings.ldap.base_dn.clone())
+        }),
     };
     let listen = shared.settings.http.listen;
     tracker.spawn(supervise_service(
@@ -125,6 +131,121 @@ fn start_services(shared: &Shared, tracker: &TaskTracker, shutdown: &Cancellatio
         },
         move |listener, token| bramble_http::run(listener, http_state.clone(), token),
     ));
+    start_dhcp(shared, tracker, shutdown);
+    start_tftp(shared, tracker, shutdown);
+}
+
+fn start_dhcp(shared: &Shared, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let settings = shared.settings.dhcp.clone();
+    if settings.mode == DhcpMode::Off {
+        info!("dhcp.mode = \"off\": no DHCP service");
+        return;
+    }
+    let shared = shared.clone();
+    tracker.spawn(supervise_service(
+        "dhcp",
+        shared.status.clone(),
+        shared.settings.supervisor,
+        shutdown.clone(),
+        move || {
+            let settings = settings.clone();
+            async move {
+                bramble_dhcp::bind(&settings).await.map_err(|e| {
+                    format!(
+                        "binding dhcp.listen {} / dhcp.proxy_listen {}{}: {e}",
+                        settings.listen,
+                        settings.proxy_listen,
+                        settings
+                            .interface
+                            .as_deref()
+                            .map(|i| format!(" on {i}"))
+                            .unwrap_or_default()
+                    )
+                })
+            }
+        },
+        move |sockets, token| {
+            let ctx = bramble_dhcp::Context {
+                settings: shared.settings.dhcp.clone(),
+                registry: shared.registry.clone(),
+                leases: shared.leases.clone(),
+                status: shared.status.clone(),
+            };
+            bramble_dhcp::run(sockets, ctx, token)
+        },
+    ));
+}
+
+fn start_tftp(shared: &Shared, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    if !shared.settings.tftp.enabled {
+        info!("tftp.enabled = false: no TFTP service");
+        return;
+    }
+    let listen = shared.settings.tftp.listen;
+    let shared = shared.clone();
+    let bind_settings = shared.settings.tftp.clone();
+    tracker.spawn(supervise_service(
+        "tftp",
+        shared.status.clone(),
+        shared.settings.supervisor,
+        shutdown.clone(),
+        move || {
+            let settings = bind_settings.clone();
+            async move {
+                bramble_tftp::bind(&settings)
+                    .await
+                    .map_err(|e| format!("binding tftp.listen {listen}: {e}"))
+            }
+        },
+        move |socket, token| {
+            let ctx = bramble_tftp::Context {
+                settings: shared.settings.tftp.clone(),
+                registry: shared.registry.clone(),
+                leases: shared.leases.clone(),
+                status: shared.status.clone(),
+                server_ip: shared.settings.dhcp.server_ip,
+            };
+            bramble_tftp::run(socket, ctx, token)
+        },
+    ));
+}
+
+/// Prepares slapd's configuration and supervises it; a failure to prepare
+/// (no slapd installed, bad volume) is reported in /health as `slapd`.
+fn start_slapd(
+    shared: &Shared,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    reaper: &Reaper,
+) {
+    if !shared.settings.ldap.enabled {
+        info!("ldap.enabled = false: no accounts");
+        return;
+    }
+    let (shared, shutdown, reaper) = (shared.clone(), shutdown.clone(), reaper.clone());
+    tracker.spawn(async move {
+        match bramble_ldap::slapd::prepare(&shared.volume, &shared.settings.ldap, &reaper).await {
+            Ok(unit) => {
+                supervise_child(
+                    unit,
+                    reaper,
+                    shared.status.clone(),
+                    shared.settings.supervisor,
+                    shutdown,
+                )
+                .await
+            }
+            Err(e) => {
+                error!("slapd cannot start: {e}");
+                shared.status.register("slapd", Kind::Child);
+                shared
+                    .status
+                    .set("slapd", UnitState::Failed, Some(e.to_string()));
+                shutdown.cancelled().await;
+                shared.status.set("slapd", UnitState::Stopped, None);
+            }
+        }
+    });
 }
 
 fn start_children(

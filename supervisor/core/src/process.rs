@@ -76,6 +76,20 @@ impl Reaper {
         }
     }
 
+    /// Runs a short-lived helper command to completion through the reaper
+    /// (never with `Command::output`, whose wait would race the reaper).
+    /// Returns how it ended and what it printed (stdout and stderr).
+    pub async fn run_to_completion(&self, command: &mut Command) -> io::Result<(bool, String)> {
+        let capture = tempfile_in_tmp()?;
+        let out = capture.0.try_clone()?;
+        command.stdout(out.try_clone()?).stderr(out);
+        let (_, rx) = self.spawn(command)?;
+        let how = rx.await.unwrap_or_else(|_| "exit status lost".into());
+        let text = std::fs::read_to_string(&capture.1).unwrap_or_default();
+        let _ = std::fs::remove_file(&capture.1);
+        Ok((how == "exit status 0", format!("{how}: {}", text.trim())))
+    }
+
     /// Sends SIGKILL to every child process group still running (forced shutdown).
     pub fn kill_all(&self) {
         let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
@@ -108,6 +122,20 @@ impl Reaper {
             }
         }
     }
+}
+
+fn tempfile_in_tmp() -> io::Result<(std::fs::File, std::path::PathBuf)> {
+    let path = std::env::temp_dir().join(format!(
+        "bramble-cmd-{}-{:08x}.out",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    Ok((file, path))
 }
 
 fn describe(status: &WaitStatus) -> String {

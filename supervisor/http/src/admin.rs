@@ -22,6 +22,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
             get(get_client).put(update_client).delete(remove_client),
         )
         .route("/leases", get(leases))
+        .merge(crate::accounts::routes())
         .layer(middleware::from_fn_with_state(state, require_token))
 }
 
@@ -46,7 +47,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn error(code: StatusCode, message: String) -> Response {
+pub fn error(code: StatusCode, message: String) -> Response {
     (code, Json(json!({ "error": message }))).into_response()
 }
 

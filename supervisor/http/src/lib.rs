@@ -5,10 +5,11 @@
 //! - `GET /status`: version, uptime, units, volume path and free space.
 //! - `GET /metrics`: Prometheus text format.
 //! - `/api/v1/...`: the admin API (clients, discovered devices, leases),
-//!   guarded by the admin token from `secrets/admin-token`.
+//!   users and shared folders, guarded by the admin token from `secrets/admin-token`.
 //!
 //! [`run`] serves on a listener the caller bound until the token is cancelled.
 
+mod accounts;
 mod admin;
 mod metrics;
 mod observe;
@@ -32,6 +33,8 @@ pub struct AppState {
     /// The admin API token (`Authorization: Bearer <token>`).
     pub token: String,
     pub version: &'static str,
+    /// User and folder management; `None` when `ldap.enabled = false`.
+    pub accounts: Option<bramble_ldap::Accounts>,
 }
 
 /// The full router (public endpoints and the admin API).
