@@ -26,6 +26,12 @@ pub enum Command {
     /// Manage registered clients on the running server.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage user accounts (LDAP) and their homes.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage shared folders (readable by all, writable by teachers).
+    #[command(subcommand)]
+    Folder(FolderCommand),
 }
 
 #[derive(Args, Clone)]
@@ -122,4 +128,89 @@ pub struct ClientFields {
     /// Fixed address in standalone mode.
     #[arg(long)]
     pub fixed_ip: Option<Ipv4Addr>,
+}
+
+#[derive(Subcommand)]
+pub enum UserCommand {
+    /// Create a user and their home directory.
+    Add {
+        name: String,
+        /// Read the password from standard input (first line).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Member of `teachers` (may write shared folders).
+        #[arg(long)]
+        teacher: bool,
+        /// The user must choose a new password at first login.
+        #[arg(long)]
+        must_change_password: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List users.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Set a user's password (read from standard input).
+    Passwd {
+        name: String,
+        /// Read the password from standard input (the default; kept for scripts).
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        must_change_password: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a user; say what happens to the home.
+    Remove {
+        name: String,
+        /// Move the home to archive/homes/ on the volume.
+        #[arg(
+            long,
+            conflicts_with = "delete_home",
+            required_unless_present = "delete_home"
+        )]
+        archive_home: bool,
+        /// Delete the home and everything in it.
+        #[arg(long)]
+        delete_home: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Import users from a CSV file: `user,password[,full name]` per line.
+    Import {
+        file: PathBuf,
+        /// Do not force a password change at first login.
+        #[arg(long)]
+        no_must_change: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum FolderCommand {
+    /// Create a shared folder.
+    Add {
+        name: String,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List shared folders.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a shared folder (refused if not empty unless --force).
+    Remove {
+        name: String,
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::CheckConfig(args) => return check_config(args),
         Command::Client(cmd) => admin::client(cmd),
+        Command::User(cmd) => admin::user(cmd),
+        Command::Folder(cmd) => admin::folder(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -78,6 +78,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::spawn(reaper.clone().run());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
+    // Every unit is known to /health before anything starts.
+    register_units(&shared);
     start_services(&shared, &tracker, &shutdown);
     start_slapd(&shared, &tracker, &shutdown, &reaper);
     start_children(&shared, &tracker, &shutdown, &reaper);
@@ -103,6 +105,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     reaper.reap_all();
     info!("bramble stopped");
     Ok(())
+}
+
+fn register_units(shared: &Shared) {
+    let s = &shared.settings;
+    let services = [
+        ("http", true),
+        ("dhcp", s.dhcp.mode != DhcpMode::Off),
+        ("tftp", s.tftp.enabled),
+    ];
+    for (name, enabled) in services {
+        if enabled {
+            shared.status.register(name, Kind::Service);
+        }
+    }
+    if s.ldap.enabled {
+        shared.status.register("slapd", Kind::Child);
+    }
+    for child in &s.children {
+        shared.status.register(&child.name, Kind::Child);
+    }
 }
 
 fn start_services(shared: &Shared, tracker: &TaskTracker, shutdown: &CancellationToken) {
@@ -222,6 +244,8 @@ fn start_slapd(
         info!("ldap.enabled = false: no accounts");
         return;
     }
+    // Registered before the (slow) preparation so /health reports it at once.
+    shared.status.register("slapd", Kind::Child);
     let (shared, shutdown, reaper) = (shared.clone(), shutdown.clone(), reaper.clone());
     tracker.spawn(async move {
         match bramble_ldap::slapd::prepare(&shared.volume, &shared.settings.ldap, &reaper).await {
@@ -237,7 +261,6 @@ fn start_slapd(
             }
             Err(e) => {
                 error!("slapd cannot start: {e}");
-                shared.status.register("slapd", Kind::Child);
                 shared
                     .status
                     .set("slapd", UnitState::Failed, Some(e.to_string()));
