@@ -41,6 +41,8 @@ pub struct Bramble {
     pub data: PathBuf,
     pub http: SocketAddr,
     log: PathBuf,
+    /// Network namespace bramble runs in (HTTP and CLI calls go there too).
+    netns: Option<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -120,6 +122,7 @@ impl Bramble {
             data,
             http,
             log,
+            netns: opts.netns.clone(),
             _tmp: tmp,
         };
         b.wait_http(Duration::from_secs(20));
@@ -158,7 +161,17 @@ impl Bramble {
 
     /// Blocking GET returning (status, body). Uses curl to stay runtime-free.
     pub fn get(&self, path: &str) -> Result<(u16, String), String> {
-        curl(&["-sS", "-m", "5", "-w", "\n%{http_code}", &self.url(path)])
+        let url = self.url(path);
+        let args = ["-sS", "-m", "5", "-w", "\n%{http_code}", url.as_str()];
+        match &self.netns {
+            Some(ns) => curl_in(Some(ns), &args),
+            None => curl(&args),
+        }
+    }
+
+    /// The network namespace bramble runs in, if any.
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
     }
 
     /// Waits until `check(status, body)` holds for GET `path`, or panics.
@@ -187,8 +200,15 @@ impl Bramble {
 
     /// Runs a `bramble` CLI subcommand against this instance's data dir.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
-        Command::new(bramble_bin())
-            .args(args)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bramble_bin());
+                c
+            }
+            None => Command::new(bramble_bin()),
+        };
+        cmd.args(args)
             .env("BRAMBLE_DATA", &self.data)
             .env("BRAMBLE_URL", self.url(""))
             .output()
