@@ -343,10 +343,20 @@ pub fn children(pid: u32) -> Vec<u32> {
 
 /// Runs curl; returns (http status, body) from `-w "\n%{http_code}"` output.
 pub fn curl(args: &[&str]) -> Result<(u16, String), String> {
-    let out = Command::new("curl")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
+    curl_in(None, args)
+}
+
+/// Runs curl inside a network namespace (or here with `None`).
+pub fn curl_in(netns: Option<&str>, args: &[&str]) -> Result<(u16, String), String> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "curl"]);
+            c
+        }
+        None => Command::new("curl"),
+    };
+    let out = cmd.args(args).output().map_err(|e| e.to_string())?;
     if !out.status.success() {
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
