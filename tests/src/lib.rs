@@ -6,5 +6,6 @@
 //! - [`netns`]: network namespaces, a bridge and veth pairs with unique
 //!   names, deleted on drop, so no test traffic ever reaches a real network.
 
+pub mod dhcp_client;
 pub mod harness;
 pub mod netns;

@@ -123,7 +123,7 @@ impl Default for RawDhcp {
             dns: Vec::new(),
             lease_time_secs: 12 * 3600,
             force_standalone: false,
-            probe_timeout_ms: 2000,
+            probe_timeout_ms: 4000,
             pi_mac_prefixes: [
                 "b8:27:eb", "dc:a6:32", "e4:5f:01", "d8:3a:dd", "28:cd:c1", "2c:cf:67", "88:a2:9e",
             ]
