@@ -3,14 +3,13 @@
 //! from UDP port 68 inside a client namespace (bound to its `eth0`), and
 //! the replies read back raw so tests can check them byte by byte.
 //!
-//! Also: running code inside a namespace ([`in_netns`]), forwarding the
-//! harness's loopback HTTP into the server namespace ([`http_bridge`]) and
-//! registering clients on a data volume before bramble starts.
+//! Also: running code inside a namespace ([`in_netns`]) and registering
+//! clients on a data volume before bramble starts.
 
 use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -35,37 +34,6 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     })
     .join()
     .expect("netns thread")
-}
-
-/// Forwards TCP connections to 127.0.0.1:<port> on the host into the same
-/// address inside `ns` (where bramble's HTTP listens). Returns the address.
-pub fn http_bridge(ns: &str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        for outer in listener.incoming().flatten() {
-            if let Ok(inner) = in_netns(&ns, move || TcpStream::connect(addr)) {
-                pipe(outer, inner);
-            }
-        }
-    });
-    addr
-}
-
-fn pipe(a: TcpStream, b: TcpStream) {
-    let (Ok(mut a2), Ok(mut b2)) = (a.try_clone(), b.try_clone()) else {
-        return;
-    };
-    let (mut a, mut b) = (a, b);
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut a2, &mut b2);
-        let _ = b2.shutdown(std::net::Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut b, &mut a);
-        let _ = a.shutdown(std::net::Shutdown::Write);
-    });
 }
 
 /// Registers clients (`(mac, serial)`, all booting OS `os`) on a data volume

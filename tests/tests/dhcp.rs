@@ -5,16 +5,15 @@
 //! reaches a real network. Needs root; skipped otherwise.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bramble_tests::dhcp_client::{
-    ClientPort, PI_CLASS, PI3_XID, http_bridge, mac, options, pi3_discover, pi4_discover,
-    register_clients,
+    ClientPort, PI_CLASS, PI3_XID, mac, options, pi3_discover, pi4_discover, register_clients,
 };
-use bramble_tests::harness::{Bramble, Options, curl, is_root};
+use bramble_tests::harness::{Bramble, Options, curl_in, is_root};
 use bramble_tests::netns::{Lan, Netns};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
@@ -49,7 +48,6 @@ struct Setup {
     lan: Lan,
     _tmp: tempfile::TempDir,
     data: PathBuf,
-    http: SocketAddr,
     settings: String,
     bramble: Option<Bramble>,
 }
@@ -60,12 +58,10 @@ impl Setup {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         register_clients(&data, "bookworm", registered);
-        let http = http_bridge(lan.server.name());
         Self {
             lan,
             _tmp: tmp,
             data,
-            http,
             settings,
             bramble: None,
         }
@@ -76,7 +72,6 @@ impl Setup {
             netns: Some(self.lan.server.name().into()),
             settings: self.settings.clone(),
             data: Some(self.data.clone()),
-            http: Some(self.http),
             ..Options::default()
         }));
         self.bramble()
@@ -126,16 +121,19 @@ impl Setup {
 
     fn api(&self, path: &str) -> serde_json::Value {
         let auth = format!("Authorization: Bearer {}", self.bramble().token());
-        let (code, body) = curl(&[
-            "-sS",
-            "-m",
-            "5",
-            "-H",
-            &auth,
-            "-w",
-            "\n%{http_code}",
-            &self.bramble().url(path),
-        ])
+        let (code, body) = curl_in(
+            self.bramble().netns(),
+            &[
+                "-sS",
+                "-m",
+                "5",
+                "-H",
+                &auth,
+                "-w",
+                "\n%{http_code}",
+                &self.bramble().url(path),
+            ],
+        )
         .unwrap();
         assert_eq!(code, 200, "GET {path}: {body}");
         serde_json::from_str(&body).unwrap()
