@@ -5,8 +5,9 @@
 //! (selecting, init-reboot, renewing and rebinding), RELEASE and DECLINE
 //! update the table, INFORM -> ACK without an address. A lease is written
 //! to the volume (`Leases::put`) before its ACK leaves, so a restart never
-//! hands an address out twice. PXE and iPXE clients get the boot options
-//! as well.
+//! hands an address out twice. A Pi boot ROM never sends a REQUEST, so its
+//! offer is committed as a lease at once. PXE and iPXE clients get the
+//! boot options as well.
 
 use std::net::Ipv4Addr;
 
@@ -17,7 +18,7 @@ use tracing::{info, warn};
 use crate::handler::{Ctx, Outcome, PendingOffer, Silence};
 use crate::packet::Reply;
 use crate::pool::Taken;
-use crate::pxe::{self, Phase};
+use crate::pxe::{self, BootKind, Phase};
 
 /// How long an offered address stays reserved for the client it was offered to.
 const OFFER_HOLD_SECS: u64 = 60;
@@ -43,12 +44,32 @@ fn on_discover(ctx: &Ctx<'_>) -> Outcome {
     let mac = ctx.req.mac;
     let pending = ctx.state.offers().get(&mac).map(|o| o.ip);
     let leased = ctx.state.leases.by_mac(mac).map(|l| l.ip);
-    let Some(ip) = taken(ctx).choose(ctx.client, &[pending, leased, ctx.req.requested_ip]) else {
+    let chosen = match ctx.client.fixed_ip {
+        Some(fixed) => Some(fixed),
+        None => taken(ctx).choose(ctx.client, &[pending, leased, ctx.req.requested_ip]),
+    };
+    let Some(ip) = chosen else {
         warn!(%mac, "no free address in dhcp.range");
         return Outcome::Silent(Silence::PoolExhausted);
     };
     hold_offer(ctx, ip);
+    // A Pi boot ROM takes the offered address without ever sending a
+    // REQUEST: the offer is all the lease it will ask for.
+    let boot_rom = ctx.kind == BootKind::Pi && ctx.req.is_pxe();
+    if boot_rom && let Err(e) = commit_lease(ctx, ip) {
+        warn!(%mac, %ip, "cannot save lease, not offering: {e}");
+        return Outcome::Silent(Silence::LeaseNotSaved);
+    }
     Outcome::Reply(Box::new(address_reply(ctx, MessageType::Offer, ip)))
+}
+
+fn commit_lease(ctx: &Ctx<'_>, ip: Ipv4Addr) -> std::io::Result<()> {
+    ctx.state.leases.put(Lease {
+        mac: ctx.req.mac,
+        ip,
+        expires: ctx.now.unix + lease_secs(ctx) as u64,
+        hostname: ctx.req.hostname.clone(),
+    })
 }
 
 fn hold_offer(ctx: &Ctx<'_>, ip: Ipv4Addr) {
@@ -90,17 +111,15 @@ fn on_request(ctx: &Ctx<'_>) -> Outcome {
         Ok(None) => return nak(ctx),
         Ok(Some(ip)) => ip,
     };
-    if !taken(ctx).acceptable(ctx.client, ip) {
+    let acceptable = match ctx.client.fixed_ip {
+        Some(fixed) => fixed == ip,
+        None => taken(ctx).acceptable(ctx.client, ip),
+    };
+    if !acceptable {
         return nak(ctx);
     }
-    let lease = Lease {
-        mac: ctx.req.mac,
-        ip,
-        expires: ctx.now.unix + lease_secs(ctx) as u64,
-        hostname: ctx.req.hostname.clone(),
-    };
     let renewal = ctx.state.leases.by_mac(ctx.req.mac).map(|l| l.ip) == Some(ip);
-    if let Err(e) = ctx.state.leases.put(lease) {
+    if let Err(e) = commit_lease(ctx, ip) {
         warn!(mac = %ctx.req.mac, %ip, "cannot save lease, not acknowledging: {e}");
         return Outcome::Silent(Silence::LeaseNotSaved);
     }

@@ -547,6 +547,15 @@ fn standalone_pxe_and_ipxe_clients_get_boot_options_and_175() {
 }
 
 #[test]
+fn a_pi_boot_rom_offer_is_committed_as_a_lease() {
+    let f = Fixture::standalone(&[client(PI3_MAC)]);
+    let offer = f.send(&Pkt::pi3(PI3_MAC).bytes()).unwrap();
+    assert_ne!(yiaddr(&offer), Ipv4Addr::UNSPECIFIED);
+    let lease = f.state.leases.by_mac(PI3_MAC.parse().unwrap()).unwrap();
+    assert_eq!(lease.ip, yiaddr(&offer));
+}
+
+#[test]
 fn leases_survive_a_restart_of_the_handler() {
     let mac = "02:00:00:00:00:01";
     let f = Fixture::standalone(&[client(mac)]);
