@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use bramble_tests::dhcp_client::{
     ClientPort, PI_CLASS, PI3_XID, mac, options, pi3_discover, pi4_discover, register_clients,
+    request,
 };
 use bramble_tests::harness::{Bramble, Options, curl_in, is_root};
 use bramble_tests::netns::{Lan, Netns};
@@ -248,6 +249,55 @@ fn registered_pi3_and_pi4_get_byte_exact_proxy_offers() {
 
     let metrics = s.bramble().get("/metrics").unwrap().1;
     assert!(metrics.contains("bramble_dhcp_offers_total 2"), "{metrics}");
+}
+
+#[test]
+fn a_registered_uefi_pc_gets_its_boot_file_and_a_boot_server_ack() {
+    need_root!();
+    let pc = "52:54:00:30:00:07";
+    let mut s = Setup::new("dhpc", proxy_settings(), &[(pc, None)]);
+    let c = s.client(pc);
+    // The address the school's own DHCP server gave it.
+    s.lan.set_client_ip(c, Ipv4Addr::new(10, 77, 0, 30));
+    s.start_serving();
+    let port = ClientPort::open(s.ns(c).name(), "eth0", 68).unwrap();
+    let class = b"PXEClient:Arch:00007:UNDI:003016".to_vec();
+
+    let discover = request(1, mac(pc), 0x1111, &[(93, vec![0, 7]), (60, class.clone())]);
+    port.broadcast(&discover).unwrap();
+    let (offer, _) = port
+        .reply(mac(pc), 0x1111, Duration::from_secs(3))
+        .expect("a proxy offer for the PC");
+    assert_eq!(&offer[16..20], &[0; 4], "no address");
+    assert_eq!(&offer[44..53], b"10.77.0.1", "sname");
+    assert_eq!(&offer[108..117], b"ipxe.efi\0", "file");
+    let o = options(&offer);
+    assert!(o.contains(&(67, b"ipxe.efi".to_vec())), "{o:?}");
+    assert!(o.contains(&(43, expected_vendor_options())), "{o:?}");
+
+    // The PXE ROM then asks the boot server (port 4011) for its boot item.
+    let mut req = request(
+        3,
+        mac(pc),
+        0x2222,
+        &[
+            (93, vec![0, 7]),
+            (60, class),
+            (43, vec![71, 4, 0x80, 0x00, 0x00, 0x00, 255]),
+        ],
+    );
+    req[12..16].copy_from_slice(&[10, 77, 0, 30]);
+    port.send_to(&req, std::net::SocketAddrV4::new(SERVER, 4011))
+        .unwrap();
+    let (ack, from) = port
+        .reply(mac(pc), 0x2222, Duration::from_secs(3))
+        .expect("an ACK from the boot server port");
+    assert_eq!(from, std::net::SocketAddr::from((SERVER, 4011)));
+    let o = options(&ack);
+    assert_eq!(o[0], (53, vec![5]));
+    assert!(o.contains(&(67, b"ipxe.efi".to_vec())), "{o:?}");
+    let vendor = &o.iter().find(|(c, _)| *c == 43).unwrap().1;
+    assert!(vendor.ends_with(&[71, 4, 0x80, 0, 0, 0, 255]), "{vendor:?}");
 }
 
 #[test]

@@ -739,3 +739,87 @@ mod fuzz {
         }
     }
 }
+
+// ---- the socket loops ----
+
+mod sockets {
+    use std::net::SocketAddr;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::{Context, bind, run};
+
+    fn loopback_settings(mode: DhcpMode) -> DhcpSettings {
+        let mut s = settings(mode);
+        s.listen = "127.0.0.1:0".parse().unwrap();
+        s.proxy_listen = "127.0.0.1:0".parse().unwrap();
+        s.force_standalone = true;
+        s
+    }
+
+    #[tokio::test]
+    async fn serves_the_boot_server_port_and_stops_on_shutdown() {
+        let f = Fixture::proxy(&[client(PC_MAC)]);
+        let settings = loopback_settings(DhcpMode::Proxy);
+        let sockets = bind(&settings).await.unwrap();
+        let (_, proxy_addr) = sockets.local_addrs().unwrap();
+        let ctx = Context {
+            settings,
+            registry: f.state.registry.clone(),
+            leases: f.state.leases.clone(),
+            status: f.status.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(sockets, ctx, shutdown.clone()));
+
+        let client = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let request = Pkt::new(MessageType::Request, PC_MAC)
+            .opt(60, b"PXEClient:Arch:00009:UNDI:003016")
+            .opt(93, &[0, 9]);
+        client.send_to(&request.bytes(), proxy_addr).await.unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .expect("an ACK from port 4011")
+            .unwrap();
+        assert_eq!(from, proxy_addr);
+        let o = raw_options(&buf[..n]);
+        assert_eq!(o[0], (53, vec![5]));
+        assert_eq!(
+            o[1],
+            (54, vec![127, 0, 0, 1]),
+            "server address from IP_PKTINFO"
+        );
+        assert!(o.contains(&(67, b"ipxe.efi".to_vec())));
+
+        shutdown.cancel();
+        let result = tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("run returns after shutdown")
+            .unwrap();
+        assert!(result.is_ok());
+        // The ports are free again.
+        let again: SocketAddr = proxy_addr;
+        assert!(std::net::UdpSocket::bind(again).is_ok());
+    }
+
+    #[tokio::test]
+    async fn mode_off_waits_for_shutdown() {
+        let f = Fixture::proxy(&[]);
+        let settings = loopback_settings(DhcpMode::Off);
+        let sockets = bind(&settings).await.unwrap();
+        let ctx = Context {
+            settings,
+            registry: f.state.registry.clone(),
+            leases: f.state.leases.clone(),
+            status: f.status.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(sockets, ctx, shutdown.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!task.is_finished());
+        shutdown.cancel();
+        assert!(task.await.unwrap().is_ok());
+    }
+}
