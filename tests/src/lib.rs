@@ -9,3 +9,4 @@
 pub mod dhcp_client;
 pub mod harness;
 pub mod netns;
+pub mod nfs_client;

@@ -41,10 +41,10 @@ impl Admission {
             return true;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((ok, at)) = cache.get(&ip) {
-            if at.elapsed() < TTL {
-                return *ok;
-            }
+        if let Some((ok, at)) = cache.get(&ip)
+            && at.elapsed() < TTL
+        {
+            return *ok;
         }
         let ok = self.registered(ip);
         if cache.len() > 4096 {

@@ -42,7 +42,8 @@ pub struct Export {
     pub name: String,
     pub kind: Kind,
     pub root: PathBuf,
-    /// `O_PATH` descriptor of the root (also the mount fd for handles).
+    /// Read-only descriptor of the root (also the mount fd for
+    /// `open_by_handle_at`, which refuses `O_PATH` descriptors).
     pub root_fd: OwnedFd,
     pub dev: u64,
     pub ino: u64,
@@ -53,7 +54,7 @@ impl Export {
     fn open(name: String, kind: Kind, root: PathBuf) -> io::Result<Self> {
         let root_fd = open(
             &root,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
         let st = fstat(&root_fd)?;

@@ -147,9 +147,12 @@ impl Vfs {
             &decoded.kernel,
             libc::O_PATH | libc::O_NOFOLLOW,
         )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ESTALE | libc::ENOENT | libc::EINVAL) => nfsstat3::NFS3ERR_STALE,
-            _ => io_to_nfs(&e),
+        .map_err(|e| {
+            tracing::debug!("open_by_handle_at in {}: {e}", export.name);
+            match e.raw_os_error() {
+                Some(libc::ESTALE | libc::ENOENT | libc::EINVAL) => nfsstat3::NFS3ERR_STALE,
+                _ => io_to_nfs(&e),
+            }
         })?;
         let st = fstat(&fd).map_err(|_| nfsstat3::NFS3ERR_STALE)?;
         if st.st_dev != export.dev || st.st_nlink == 0 || !contained(&export, &fd, &st) {

@@ -117,8 +117,8 @@ fn opt<T: Copy + nfs3_types::xdr_codec::Pack + nfs3_types::xdr_codec::Unpack>(
 }
 
 /// Applies `s` to the object behind `fd` with the current (caller's)
-/// credentials: owner and group first (which may clear set-id bits), then
-/// mode, size and times, as `notify_change` would.
+/// credentials: owner and group first and size next (both may clear
+/// set-id bits), then mode and times.
 fn apply_sattr(
     fd: &OwnedFd,
     st: &FileStat,
@@ -137,9 +137,6 @@ fn apply_sattr(
         )
         .map_err(errno_to_nfs)?;
     }
-    if let (Some(mode), true, false) = (opt(&s.mode), with_mode, link) {
-        chmod_fd(fd.as_fd(), mode & 0o7777).map_err(|e| io_to_nfs(&e))?;
-    }
     if let Some(size) = opt(&s.size) {
         if is_dir(st) {
             return Err(nfsstat3::NFS3ERR_ISDIR);
@@ -148,6 +145,10 @@ fn apply_sattr(
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
         truncate_fd(fd.as_fd(), size).map_err(|e| io_to_nfs(&e))?;
+    }
+    // Mode after size: a truncate by a non-root caller clears set-id bits.
+    if let (Some(mode), true, false) = (opt(&s.mode), with_mode, link) {
+        chmod_fd(fd.as_fd(), mode & 0o7777).map_err(|e| io_to_nfs(&e))?;
     }
     let (a, m) = (set_time_a(s.atime), set_time_m(s.mtime));
     if !matches!((a, m), (SetTime::Omit, SetTime::Omit)) && !link {
