@@ -27,6 +27,18 @@ pub fn pxe_vendor_options() -> Vec<u8> {
     out
 }
 
+/// PXE vendor options for PCs: discovery control 8 (use the offered boot
+/// file, no menu, no boot-server discovery), the echoed boot item on port
+/// 4011, end.
+pub fn pc_vendor_options(item: Option<&[u8]>) -> Vec<u8> {
+    let mut out = vec![6, 1, 8];
+    if let Some(item) = item {
+        push_sub(&mut out, 71, item);
+    }
+    out.push(255);
+    out
+}
+
 /// The proxy ACK on port 4011 echoes the boot item the client asked for.
 fn pxe_vendor_options_with_item(item: Option<&[u8]>) -> Vec<u8> {
     let mut out = pxe_vendor_options();
@@ -108,11 +120,14 @@ pub fn add_boot_options(
         Phase::ProxyAck => req.boot_item.as_deref(),
         Phase::Dhcp => None,
     };
-    reply
-        .options
-        .push(DhcpOption::VendorExtensions(pxe_vendor_options_with_item(
-            item,
-        )));
+    let vendor = match kind {
+        BootKind::Pi => pxe_vendor_options_with_item(item),
+        // A PC must not see the Pi's boot menu: iPXE and PC PXE ROMs would
+        // run a boot-server discovery for it and give up. Discovery control
+        // bit 3 says "load the boot file named in this offer".
+        BootKind::Pc => pc_vendor_options(item),
+    };
+    reply.options.push(DhcpOption::VendorExtensions(vendor));
     if let Some(id) = &req.machine_id {
         reply
             .options

@@ -304,6 +304,8 @@ fn ipxe_gets_the_script_instead_of_looping() {
     let o = opts(&f.send(&p.bytes()).unwrap());
     assert!(o.contains(&(67, b"boot.ipxe".to_vec())));
     assert!(!o.iter().any(|(c, _)| *c == 175), "no 175 in proxy mode");
+    // No Pi boot menu for a PC: iPXE would run a menu discovery and fail.
+    assert!(o.contains(&(43, vec![6, 1, 8, 255])), "{o:?}");
 }
 
 #[test]
