@@ -113,6 +113,7 @@ fn register_units(shared: &Shared) {
         ("http", true),
         ("dhcp", s.dhcp.mode != DhcpMode::Off),
         ("tftp", s.tftp.enabled),
+        ("nfs", s.nfs.enabled),
     ];
     for (name, enabled) in services {
         if enabled {
@@ -155,6 +156,36 @@ fn start_services(shared: &Shared, tracker: &TaskTracker, shutdown: &Cancellatio
     ));
     start_dhcp(shared, tracker, shutdown);
     start_tftp(shared, tracker, shutdown);
+    start_nfs(shared, tracker, shutdown);
+}
+
+fn start_nfs(shared: &Shared, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    if !shared.settings.nfs.enabled {
+        info!("nfs.enabled = false: no NFS service");
+        return;
+    }
+    let shared = shared.clone();
+    let bind_settings = shared.settings.nfs.clone();
+    tracker.spawn(supervise_service(
+        "nfs",
+        shared.status.clone(),
+        shared.settings.supervisor,
+        shutdown.clone(),
+        move || {
+            let settings = bind_settings.clone();
+            async move { bramble_nfs::bind(&settings).await }
+        },
+        move |sockets, token| {
+            let ctx = bramble_nfs::Context {
+                settings: shared.settings.nfs.clone(),
+                volume: shared.volume.clone(),
+                registry: shared.registry.clone(),
+                leases: shared.leases.clone(),
+                status: shared.status.clone(),
+            };
+            bramble_nfs::run(sockets, ctx, token)
+        },
+    ));
 }
 
 fn start_dhcp(shared: &Shared, tracker: &TaskTracker, shutdown: &CancellationToken) {
