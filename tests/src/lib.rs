@@ -5,8 +5,11 @@
 //!   a test fails).
 //! - [`netns`]: network namespaces, a bridge and veth pairs with unique
 //!   names, deleted on drop, so no test traffic ever reaches a real network.
+//! - [`e2e`]: the end-to-end bench (QEMU + iPXE + a Debian kernel booting
+//!   from bramble with its root over NFS).
 
 pub mod dhcp_client;
+pub mod e2e;
 pub mod harness;
 pub mod netns;
 pub mod nfs_client;
