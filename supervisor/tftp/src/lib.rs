@@ -18,9 +18,9 @@
 //!   `unknown_client`, `refused`, `busy`, `errors`, `bytes_sent`).
 //!
 //! The protocol (RFC 1350, options of RFC 2347/2348/2349/7440: blksize up
-//! to 65464, tsize, timeout, windowsize) is async-tftp's. Its server runs
-//! its own executor inside the task that awaits [`run`]; all transfers are
-//! multiplexed there, and file opens run on the `blocking` pool.
+//! to 65464, tsize, timeout, windowsize) is async-tftp's. Its server and
+//! every transfer run on one dedicated thread ([`run`]); file opens and
+//! file reads run on the `blocking` pool.
 
 pub mod beneath;
 pub mod body;
@@ -32,7 +32,7 @@ pub mod neighbours;
 pub mod path;
 
 use std::io;
-use std::net::{Ipv4Addr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use async_tftp::server::TftpServerBuilder;
@@ -70,6 +70,8 @@ pub enum TftpError {
     Socket(#[source] io::Error),
     #[error("TFTP server failed: {0}")]
     Server(#[source] async_tftp::Error),
+    #[error("the TFTP server thread ended without a result (panic)")]
+    Crashed,
 }
 
 /// Binds `tftp.listen`.
@@ -77,8 +79,13 @@ pub async fn bind(settings: &TftpSettings) -> io::Result<UdpSocket> {
     UdpSocket::bind(settings.listen)
 }
 
-/// Serves TFTP on `socket` until `shutdown` is cancelled. Transfers in
-/// flight are abandoned on shutdown and the socket is closed on return.
+/// Serves TFTP on `socket` until `shutdown` is cancelled (or this future is
+/// dropped). Transfers in flight are abandoned on shutdown; the socket is
+/// closed before this returns, so the port can be bound again at once.
+///
+/// The protocol runs on a dedicated thread under `async_io::block_on`: that
+/// thread polls the sockets itself instead of being woken by another
+/// reactor thread for every packet, which lock-step TFTP feels directly.
 pub async fn run(
     socket: UdpSocket,
     ctx: Context,
@@ -86,6 +93,26 @@ pub async fn run(
 ) -> Result<(), TftpError> {
     let local = socket.local_addr().map_err(TftpError::Socket)?;
     let max = ctx.settings.max_transfers;
+    let stop = shutdown.child_token();
+    let _stop_when_dropped = stop.clone().drop_guard();
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tftp".into())
+        .spawn(move || {
+            let _ = done.send(async_io::block_on(serve(socket, ctx, local, stop)));
+        })
+        .map_err(TftpError::Socket)?;
+    info!("tftp: serving boot files on {local} (at most {max} transfers at once)");
+    finished.await.unwrap_or(Err(TftpError::Crashed))
+}
+
+/// The server itself, until `stop`.
+async fn serve(
+    socket: UdpSocket,
+    ctx: Context,
+    local: SocketAddr,
+    stop: CancellationToken,
+) -> Result<(), TftpError> {
     let server = TftpServerBuilder::with_handler(BootHandler::new(ctx, local))
         .std_socket(socket)
         .map_err(TftpError::Server)?
@@ -95,10 +122,10 @@ pub async fn run(
         .build()
         .await
         .map_err(TftpError::Server)?;
-    info!("tftp: serving boot files on {local} (at most {max} transfers at once)");
-    tokio::select! {
-        biased;
-        () = shutdown.cancelled() => Ok(()),
-        result = server.serve() => result.map_err(TftpError::Server),
-    }
+    let stopped = async {
+        stop.cancelled().await;
+        Ok(())
+    };
+    let served = async { server.serve().await.map_err(TftpError::Server) };
+    futures_lite::future::or(stopped, served).await
 }
