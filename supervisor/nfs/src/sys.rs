@@ -308,3 +308,32 @@ pub fn raise_nofile_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+/// Appends up to `count` bytes read at `offset` to `buf` without
+/// zero-filling first (one `pread`, retried on EINTR). Returns bytes read.
+pub fn pread_append(
+    fd: BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+    count: usize,
+    offset: u64,
+) -> io::Result<usize> {
+    buf.reserve(count);
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        let spare = buf.spare_capacity_mut();
+        let want = count.min(spare.len());
+        // SAFETY: the kernel writes at most `want` bytes into spare capacity we own.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), spare.as_mut_ptr().cast(), want, offset) };
+        if n >= 0 {
+            let n = n as usize;
+            // SAFETY: pread initialised exactly n bytes past the current length.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

@@ -2,7 +2,6 @@
 //! FSSTAT, FSINFO, PATHCONF.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::FileExt;
 
 use nfs3_types::nfs3::{
     ACCESS3_DELETE, ACCESS3_EXECUTE, ACCESS3_EXTEND, ACCESS3_LOOKUP, ACCESS3_MODIFY, ACCESS3_READ,
@@ -19,7 +18,7 @@ use nix::sys::statvfs::fstatvfs;
 use super::{Cx, answer, check_name, fh};
 use crate::attr::{fattr, file_type, is_dir, is_reg, post_op};
 use crate::error::errno_to_nfs;
-use crate::sys::access_fd;
+use crate::sys::{access_fd, pread_append};
 use crate::vfs::Node;
 use crate::xdr::{Reader, Result, put, put_u32};
 
@@ -232,35 +231,29 @@ pub fn read(cx: &Cx<'_>, r: &mut Reader<'_>, out: &mut Vec<u8>) -> Result<()> {
 
 /// Writes a READ3resok, reading the data straight into the reply buffer.
 fn encode_read(out: &mut Vec<u8>, file: &std::fs::File, st: &FileStat, offset: u64, count: usize) {
+    out.reserve(count + 128);
     let mark = out.len();
     put_u32(out, 0);
     put(out, &post_op(Some(st)));
     let fields = out.len();
     out.extend_from_slice(&[0; 12]); // count, eof, opaque length
     let data = out.len();
-    out.resize(data + count, 0);
-    let mut n = 0;
-    while n < count {
-        match file.read_at(&mut out[data + n..data + count], offset + n as u64) {
+    while out.len() - data < count {
+        let done = out.len() - data;
+        match pread_append(file.as_fd(), out, count - done, offset + done as u64) {
             Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Ok(_) => {}
             Err(e) => {
                 out.truncate(mark);
-                answer::<Void, _>(
-                    out,
-                    Err((
-                        crate::error::io_to_nfs(&e),
-                        READ3resfail {
-                            file_attributes: post_op(Some(st)),
-                        },
-                    )),
-                );
+                let fail = READ3resfail {
+                    file_attributes: post_op(Some(st)),
+                };
+                answer::<Void, _>(out, Err((crate::error::io_to_nfs(&e), fail)));
                 return;
             }
         }
     }
-    out.truncate(data + n);
+    let n = out.len() - data;
     out.resize(data + n + (4 - n % 4) % 4, 0);
     let eof = offset.saturating_add(n as u64) >= st.st_size as u64;
     out[fields..fields + 4].copy_from_slice(&(n as u32).to_be_bytes());
