@@ -47,6 +47,7 @@ pub struct Bramble {
 }
 
 /// How to start bramble.
+#[derive(Default)]
 pub struct Options {
     /// `bramble.toml` content written into the data dir (http.listen is added;
     /// services whose section is absent are switched off, see [`isolate`]).
@@ -60,19 +61,6 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Address to serve HTTP on; default 127.0.0.1:<free port>.
     pub http: Option<SocketAddr>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Self {
-            settings: String::new(),
-            netns: None,
-            data: None,
-            as_pid1: false,
-            env: Vec::new(),
-            http: None,
-        }
-    }
 }
 
 impl Bramble {
@@ -269,22 +257,21 @@ impl Bramble {
     }
 
     fn terminate(&mut self) {
+        let running = self
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)));
+        if running {
+            let pid = self.main_pid_or_wrapper();
+            self.signal(pid, nix::sys::signal::Signal::SIGTERM);
+        }
         if let Some(mut child) = self.child.take() {
-            if child.try_wait().unwrap().is_none() {
-                let pid = {
-                    self.child = Some(child);
-                    let p = self.main_pid_or_wrapper();
-                    child = self.child.take().unwrap();
-                    p
-                };
-                self.signal(pid, nix::sys::signal::Signal::SIGTERM);
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                let _ = child.kill();
-                let _ = child.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 

@@ -237,19 +237,19 @@ impl Registry {
         if !self.inner.volume.os_dir().join(&client.os).is_dir() {
             return Err(RegistryError::NoSuchOs(client.os.clone()));
         }
-        if let Some(s) = &client.serial {
-            if parse_serial(s).as_deref() != Ok(s.as_str()) {
-                return Err(RegistryError::Invalid(format!(
-                    "serial: must be 8 lowercase hex digits: {s:?}"
-                )));
-            }
+        if let Some(s) = &client.serial
+            && parse_serial(s).as_deref() != Ok(s.as_str())
+        {
+            return Err(RegistryError::Invalid(format!(
+                "serial: must be 8 lowercase hex digits: {s:?}"
+            )));
         }
-        if let Some(args) = &client.kernel_args {
-            if args.contains(['\n', '\r', '\0']) {
-                return Err(RegistryError::Invalid(
-                    "kernel_args: must be a single line".into(),
-                ));
-            }
+        if let Some(args) = &client.kernel_args
+            && args.contains(['\n', '\r', '\0'])
+        {
+            return Err(RegistryError::Invalid(
+                "kernel_args: must be a single line".into(),
+            ));
         }
         Ok(())
     }

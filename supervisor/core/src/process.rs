@@ -44,10 +44,10 @@ impl Reaper {
     /// Creates the reaper and, when not PID 1, makes this process a child
     /// subreaper so orphans of our children come to us too.
     pub fn new() -> Self {
-        if std::process::id() != 1 {
-            if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-                warn!("cannot become a child subreaper ({e}); orphans go to the real init");
-            }
+        if std::process::id() != 1
+            && let Err(e) = nix::sys::prctl::set_child_subreaper(true)
+        {
+            warn!("cannot become a child subreaper ({e}); orphans go to the real init");
         }
         Self::default()
     }
@@ -281,12 +281,11 @@ pub async fn supervise_child(
                     }
                 }
             }
-            if machine.state() == State::Ready {
-                if detail.take().is_some()
-                    || status.get(&name).map(|u| u.state) != Some(UnitState::Up)
-                {
-                    info!(child = %name, "ready");
-                }
+            if machine.state() == State::Ready
+                && (detail.take().is_some()
+                    || status.get(&name).map(|u| u.state) != Some(UnitState::Up))
+            {
+                info!(child = %name, "ready");
             }
             status.set(
                 &name,

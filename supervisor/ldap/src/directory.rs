@@ -16,6 +16,9 @@ use crate::{TEACHERS_GID, USERS_GID};
 
 pub type LdapError = ldap3::LdapError;
 
+/// Attributes of an entry to add.
+type Attrs<'a> = Vec<(&'a str, HashSet<&'a str>)>;
+
 /// LDAP result code for "entry already exists".
 const ALREADY_EXISTS: u32 = 68;
 /// LDAP result code for "no such object".
@@ -97,7 +100,7 @@ impl Directory {
         let groups = format!("ou=groups,{}", self.base);
         let users = self.group_dn("users");
         let teachers = self.group_dn("teachers");
-        let entries: Vec<(&str, Vec<(&str, HashSet<&str>)>)> = vec![
+        let entries: Vec<(&str, Attrs)> = vec![
             (
                 &self.base,
                 vec![
