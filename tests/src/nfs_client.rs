@@ -61,6 +61,11 @@ impl Client {
         })
     }
 
+    /// Makes the next call use transaction id `xid` (retransmit tests).
+    pub fn next_xid(&mut self, xid: u32) {
+        self.xid = xid.wrapping_sub(1);
+    }
+
     /// Calls as this user from now on.
     pub fn user(mut self, uid: u32, gid: u32, groups: &[u32]) -> Self {
         self.set_user(uid, gid, groups);

@@ -1120,3 +1120,57 @@ fn only_registered_clients_mount() {
     let (ok_arp, out) = ls(clients[2]);
     assert!(ok_arp, "registered client known through ARP: {out}");
 }
+
+#[test]
+fn retransmits_and_parallel_clients() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let (_tmp, data) = prepare();
+    let home = data.join("homes/alice");
+    for i in 0..16 {
+        fs::write(
+            home.join(format!("f{i}")),
+            format!("file {i}\n").repeat(10_000),
+        )
+        .unwrap();
+        chown(&home.join(format!("f{i}")), ALICE, ALICE);
+    }
+    let srv = Server::start(&data);
+
+    // A retransmitted REMOVE (same xid) gets the first answer again.
+    let mut c = srv.client(ALICE, ALICE, &[]);
+    let dir = mount(&mut c, "/homes/alice");
+    let remove = nfs3::REMOVE3args {
+        object: diropargs(&dir, "f0"),
+    };
+    c.next_xid(4242);
+    let first: nfs3::REMOVE3res = c.nfs(12, &remove).unwrap();
+    ok(first, "REMOVE");
+    c.next_xid(4242);
+    let again: nfs3::REMOVE3res = c.nfs(12, &remove).unwrap();
+    ok(
+        again,
+        "REMOVE retransmitted: answered from the duplicate-request cache",
+    );
+    let fresh: nfs3::REMOVE3res = c.nfs(12, &remove).unwrap();
+    assert_eq!(status(fresh), nfsstat3::NFS3ERR_NOENT);
+
+    // Sixteen clients read at once and all get their own bytes.
+    let readers: Vec<_> = (1..16)
+        .map(|i| {
+            let url = srv.url(&format!("/homes/alice/f{i}"), ALICE, ALICE);
+            std::thread::spawn(move || (i, tool("nfs-cat", &[&url])))
+        })
+        .collect();
+    for r in readers {
+        let (i, out) = r.join().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("file {i}\n").repeat(10_000),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
