@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= ./data
 BENCHES := bench_dhcp bench_tftp
 
-.PHONY: help build run test bench lint fmt check-config clean
+.PHONY: help build run test e2e e2e-shell bench lint fmt check-config clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,12 @@ run: build ## Run bramble natively with the data volume in ./data (safe defaults
 
 test: build ## Run every test (unit, integration, network-namespace tests need root)
 	$(CARGO) test --workspace --no-fail-fast
+
+e2e: build ## Only the end-to-end boots (QEMU + iPXE + kernel over bramble's DHCP/TFTP/NFS; root)
+	$(CARGO) test -p bramble-tests --test e2e -- --nocapture
+
+e2e-shell: build ## Boot a client by hand: QEMU console on a bench LAN (MODE=proxy|standalone; Ctrl-A X quits)
+	./target/debug/e2e_shell $(or $(MODE),proxy)
 
 bench: ## Benchmarks: bramble vs dnsmasq (DHCP, TFTP), printed as ratios
 	$(CARGO) build --release --workspace --bins

@@ -17,7 +17,9 @@ out=${1:?usage: build-client.sh OUT_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${BRAMBLE_E2E_CACHE:-/var/cache/bramble-e2e}
 
-kpkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+resolve() { apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}'; }
+kpkg=$(resolve)
+if [ -z "$kpkg" ]; then apt-get update -qq >/dev/null 2>&1 || true; kpkg=$(resolve); fi
 [ -n "$kpkg" ] || { echo "build-client: cannot resolve linux-image-amd64 (apt-get update?)" >&2; exit 1; }
 bbver=$(dpkg-query -W -f='${Version}' busybox-static)
 key=$(printf '%s %s %s' "$kpkg" "$bbver" "$(sha256sum "$0" "$here"/client/* | sha256sum)" | sha256sum | cut -c1-16)
