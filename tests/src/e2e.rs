@@ -30,7 +30,11 @@ pub enum Mode {
 pub fn client_tree(work: &Path) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/build-client.sh");
     let out = work.join("client");
-    let status = Command::new("bash").arg(&script).arg(&out).status().expect("run build-client.sh");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .status()
+        .expect("run build-client.sh");
     assert!(status.success(), "build-client.sh failed");
     out.join("os-tree")
 }
@@ -39,7 +43,7 @@ pub struct Bench {
     pub lan: Lan,
     pub bramble: Bramble,
     pub mode: Mode,
-    router: Option<usize>,
+    router: usize,
     pub data: PathBuf,
     _work: tempfile::TempDir,
 }
@@ -62,9 +66,16 @@ impl Bench {
         let tree = client_tree(work.path());
         let data = work.path().join("data");
         fs::create_dir_all(data.join("os")).unwrap();
-        run("cp", &["-a", tree.to_str().unwrap(), data.join("os").join(OS).to_str().unwrap()]);
+        run(
+            "cp",
+            &[
+                "-a",
+                tree.to_str().unwrap(),
+                data.join("os").join(OS).to_str().unwrap(),
+            ],
+        );
         let mut lan = Lan::new("e2e");
-        let router = (mode == Mode::Proxy).then(|| start_router(&mut lan));
+        let router = start_router(&mut lan, mode == Mode::Proxy);
         let bramble = Bramble::start(Options {
             settings: settings(mode),
             netns: Some(lan.server.name().to_string()),
@@ -73,25 +84,51 @@ impl Bench {
             ..Options::default()
         });
         bramble.wait_for("/health", Duration::from_secs(30), |code, _| code == 200);
-        Self { lan, bramble, mode, router, data, _work: work }
+        Self {
+            lan,
+            bramble,
+            mode,
+            router,
+            data,
+            _work: work,
+        }
     }
 
     /// Registers `mac` to boot the e2e OS.
     pub fn register(&self, mac: &str) {
         let out = self.bramble.cli(&["client", "add", mac, "--os", OS]);
-        assert!(out.status.success(), "client add: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "client add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Adds a tap device on the bridge and starts QEMU on it.
     pub fn start_qemu(&self, mac: &str, console: &Path, interactive: bool) -> Qemu {
         let tap = unique("tap");
-        self.lan.server.ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        self.lan
+            .server
+            .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
         self.lan.server.ip(&["link", "set", &tap, "master", "br0"]);
         self.lan.server.ip(&["link", "set", &tap, "up"]);
         let mut cmd = self.lan.server.command("qemu-system-x86_64");
-        cmd.args(["-M", "pc", "-m", "512", "-accel", "tcg", "-no-reboot", "-boot", "n"])
-            .args(["-netdev", &format!("tap,id=n0,ifname={tap},script=no,downscript=no")])
-            .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
+        cmd.args([
+            "-M",
+            "pc",
+            "-m",
+            "512",
+            "-accel",
+            "tcg",
+            "-no-reboot",
+            "-boot",
+            "n",
+        ])
+        .args([
+            "-netdev",
+            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+        ])
+        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
         // -nographic: the firmware (SeaBIOS, iPXE) and the kernel both
         // write to the serial console, so a failed PXE step is visible too.
         cmd.arg("-nographic");
@@ -101,27 +138,49 @@ impl Bench {
                 .stdout(out.try_clone().unwrap())
                 .stderr(out);
         }
-        Qemu { child: cmd.spawn().expect("start qemu-system-x86_64"), console: console.to_path_buf(), started: Instant::now() }
+        Qemu {
+            child: cmd.spawn().expect("start qemu-system-x86_64"),
+            console: console.to_path_buf(),
+            started: Instant::now(),
+        }
     }
 
-    pub fn router_running(&self) -> bool {
-        self.router.is_some()
+    /// The router namespace (RAs always; IPv4 DHCP in proxy mode).
+    pub fn router(&self) -> &crate::netns::Netns {
+        self.lan.client(self.router)
     }
 }
 
-/// The school router: its own namespace on the bridge, dnsmasq giving
+/// The school router: its own namespace on the bridge. It always sends IPv6
+/// router advertisements (without them iPXE waits ~13 s for IPv6
+/// autoconfiguration) and, in proxy mode, runs dnsmasq handing out IPv4
 /// addresses only (no boot options).
-fn start_router(lan: &mut Lan) -> usize {
+fn start_router(lan: &mut Lan, dhcp: bool) -> usize {
     let idx = lan.add_client("02:00:00:00:00:fe");
     lan.set_client_ip(idx, "10.77.0.254".parse().unwrap());
     let ns = lan.client(idx);
+    ns.ip(&["-6", "addr", "add", "fd77::fe/64", "dev", "eth0", "nodad"]);
+    let mut args = vec![
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=eth0",
+        "--bind-interfaces",
+        "--leasefile-ro",
+        "--log-facility=-",
+        "--enable-ra",
+        "--dhcp-range=::,constructor:eth0,ra-only",
+    ];
+    if dhcp {
+        args.extend([
+            "--dhcp-range=10.77.0.50,10.77.0.90,255.255.255.0,1h",
+            "--dhcp-option=3,10.77.0.254",
+            "--dhcp-authoritative",
+        ]);
+    }
     let child = ns
         .command("dnsmasq")
-        .args([
-            "--no-daemon", "--conf-file=/dev/null", "--port=0", "--interface=eth0", "--bind-interfaces",
-            "--dhcp-range=10.77.0.50,10.77.0.90,255.255.255.0,1h", "--dhcp-option=3,10.77.0.254",
-            "--leasefile-ro", "--dhcp-authoritative", "--log-facility=-",
-        ])
+        .args(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -154,7 +213,9 @@ pub struct Boot {
 
 impl Qemu {
     pub fn console(&self) -> String {
-        fs::read(&self.console).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(&self.console)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     /// Follows the console until `E2E-DONE`, a failure marker, QEMU's exit or
@@ -170,8 +231,14 @@ impl Qemu {
                 }
             }
             for line in text.lines() {
-                let Some(at) = line.find("E2E-PHASE ") else { continue };
-                let name = line[at..].split_whitespace().nth(1).unwrap_or("?").to_string();
+                let Some(at) = line.find("E2E-PHASE ") else {
+                    continue;
+                };
+                let name = line[at..]
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("?")
+                    .to_string();
                 if !boot.phases.iter().any(|(n, _)| *n == name) {
                     boot.phases.push((name, self.started.elapsed()));
                 }
@@ -184,10 +251,16 @@ impl Qemu {
                 return Err(format!("{line}\n{}", tail(&boot.console, 30)));
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("qemu exited ({status}) before E2E-DONE\n{}", tail(&boot.console, 30)));
+                return Err(format!(
+                    "qemu exited ({status}) before E2E-DONE\n{}",
+                    tail(&boot.console, 30)
+                ));
             }
             if Instant::now() > deadline {
-                return Err(format!("no E2E-DONE within {limit:?}\n{}", tail(&boot.console, 30)));
+                return Err(format!(
+                    "no E2E-DONE within {limit:?}\n{}",
+                    tail(&boot.console, 30)
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -219,7 +292,8 @@ pub fn check_stat(line: &str, tree: &Path) -> Result<(), String> {
     let [_, path, mode, uid, gid, nlink, major, minor, size] = f[..] else {
         return Err(format!("malformed stat line: {line}"));
     };
-    let meta = fs::symlink_metadata(tree.join(path.trim_start_matches('/'))).map_err(|e| format!("{path}: {e}"))?;
+    let meta = fs::symlink_metadata(tree.join(path.trim_start_matches('/')))
+        .map_err(|e| format!("{path}: {e}"))?;
     let rdev = meta.rdev();
     let expected = format!(
         "{:x} {} {} {} {:x} {:x} {}",
