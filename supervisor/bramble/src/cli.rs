@@ -32,6 +32,8 @@ pub enum Command {
     /// Manage shared folders (readable by all, writable by teachers).
     #[command(subcommand)]
     Folder(FolderCommand),
+    /// Exit 0 if the running server's /health answers 200 (container HEALTHCHECK).
+    Health(Remote),
 }
 
 #[derive(Args, Clone)]

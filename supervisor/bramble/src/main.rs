@@ -3,10 +3,12 @@
 //! `main` parses flags, sets up logging and hands off: `serve` wires the
 //! services and children together ([`serve`]), `check-config` validates
 //! settings without starting anything, and the admin subcommands talk to a
-//! running server over its HTTP API ([`admin`]).
+//! running server over its HTTP API ([`admin`]); `health` probes `/health`
+//! for the container HEALTHCHECK ([`health`]).
 
 mod admin;
 mod cli;
+mod health;
 mod logging;
 mod serve;
 
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Client(cmd) => admin::client(cmd),
         Command::User(cmd) => admin::user(cmd),
         Command::Folder(cmd) => admin::folder(cmd),
+        Command::Health(remote) => health::main(remote),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
