@@ -8,9 +8,9 @@
 #   2. builder: that base + gcc/libc6-dev/pkg-config from the Debian mirror +
 #               the host's rustup toolchain, laid out like rust:1-bookworm
 #               (CARGO_HOME=/usr/local/cargo), passed as BUILDER_IMAGE;
-#   3. image:   `buildah bud --isolation chroot` of the real Containerfile, with
-#               the cargo registry and target directory in cache volumes so a
-#               second run only recompiles what changed.
+#   3. image:   `buildah bud --isolation chroot` of the real Containerfile; its
+#               cache mounts (cargo registry, target directory) persist here,
+#               so a second run only recompiles what changed.
 #
 # Everything (buildah storage, debootstrap tarball, cargo caches) lives under
 # $CACHE (default /var/cache/bramble-image) and is reused between runs; on a
@@ -36,8 +36,15 @@ bh() { buildah --root "$CACHE/storage" --runroot /run/bramble-image "$@"; }
 log() { echo "image: $*" >&2; }
 have_image() { bh inspect --type image "$1" >/dev/null 2>&1; }
 
+# Bump when make_base changes, so cached bases are rebuilt.
+BASE_RECIPE=2
+
+have_base() {
+  [ "$(bh inspect --type image --format '{{index .ImageAnnotations "org.bramble.base-recipe"}}' "$BASE" 2>/dev/null)" = "$BASE_RECIPE" ]
+}
+
 make_base() {
-  local tarball="$CACHE/bookworm-minbase.tar"
+  local tarball="$CACHE/bookworm-minbase-r$BASE_RECIPE.tar"
   if [ ! -s "$tarball" ]; then
     log "debootstrap --variant=minbase bookworm (once; cached in $tarball)"
     local root
@@ -53,6 +60,22 @@ deb $MIRROR bookworm main
 deb $MIRROR bookworm-updates main
 deb ${MIRROR%/debian}/debian-security bookworm-security main
 SRC
+    # Like the official -slim variant: no documentation, manual pages or
+    # translations, now or from packages installed later (copyright kept).
+    cat > "$root/etc/dpkg/dpkg.cfg.d/slim" <<'DPKG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+path-include /usr/share/locale/locale.alias
+DPKG
+    find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+    find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
+    rm -rf "$root"/usr/share/{man,info,groff,lintian}/*
+    find "$root/usr/share/locale" -mindepth 1 -maxdepth 1 -not -name locale.alias -exec rm -rf {} +
     chroot "$root" apt-get clean
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/log/*.log "$root"/var/cache/ldconfig/aux-cache
     tar --numeric-owner -C "$root" -cf "$tarball.tmp" .
@@ -66,7 +89,8 @@ SRC
   tar --numeric-owner -C "$mnt" -xf "$tarball"
   bh umount "$ctr" >/dev/null
   bh config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    --cmd bash --os linux --arch "$(go_arch)" "$ctr"
+    --cmd bash --os linux --arch "$(go_arch)" \
+    --annotation org.bramble.base-recipe="$BASE_RECIPE" "$ctr"
   bh commit --quiet --rm "$ctr" "$BASE" >/dev/null
 }
 
@@ -77,6 +101,9 @@ go_arch() {
 make_builder() {
   local name=$1 ctr mnt
   log "making $name: $BASE + gcc + the host's toolchain ($TOOLCHAIN)"
+  # Builders for other toolchains or bases are stale now.
+  bh images --format '{{.Name}}:{{.Tag}}' | grep '^localhost/bramble-builder:' |
+    while read -r old; do bh rmi "$old" >/dev/null || true; done
   ctr=$(bh from --pull=never "$BASE")
   bh run --isolation chroot "$ctr" -- sh -c \
     'apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev pkg-config ca-certificates >/dev/null && rm -rf /var/lib/apt/lists/*' >&2
@@ -85,6 +112,9 @@ make_builder() {
   # bin/ and lib/ are the compiler; share/ is mostly documentation.
   cp -a "$TOOLCHAIN/bin" "$TOOLCHAIN/lib" "$mnt/usr/local/rust/"
   [ ! -d "$TOOLCHAIN/libexec" ] || cp -a "$TOOLCHAIN/libexec" "$mnt/usr/local/rust/"
+  # Trust what the host trusts (a TLS-inspecting proxy's CA, if any), so a
+  # crate missing from the seeded registry can still be downloaded.
+  cp /etc/ssl/certs/ca-certificates.crt "$mnt/etc/ssl/certs/ca-certificates.crt"
   bh umount "$ctr" >/dev/null
   bh config --env CARGO_HOME=/usr/local/cargo \
     --env PATH=/usr/local/cargo/bin:/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -92,18 +122,25 @@ make_builder() {
   bh commit --quiet --rm "$ctr" "$name" >/dev/null
 }
 
-have_image "$BASE" || make_base
+have_base || make_base
 
-# The builder's tag names the toolchain, so a host upgrade makes a new one.
+# The builder's tag names the toolchain and the base recipe, so a host
+# upgrade or a new base makes a new one.
 rust_version=$("$TOOLCHAIN/bin/rustc" --version | awk '{print $2}')
-builder=localhost/bramble-builder:rust-$rust_version
+builder=localhost/bramble-builder:rust-$rust_version-r$BASE_RECIPE
 have_image "$builder" || make_builder "$builder"
 
-# Cargo caches: the registry starts as a copy of the host's (no re-download).
-mkdir -p "$CACHE/cargo-registry" "$CACHE/target"
-if [ -z "$(ls -A "$CACHE/cargo-registry")" ] && [ -d "${CARGO_HOME:-$HOME/.cargo}/registry" ]; then
-  log "seeding the cargo registry cache from ${CARGO_HOME:-$HOME/.cargo}/registry"
-  cp -a "${CARGO_HOME:-$HOME/.cargo}/registry/." "$CACHE/cargo-registry/"
+# The Containerfile's cache mounts (ids bramble-cargo-registry and
+# bramble-target) live in buildah's cache directory, $TMPDIR/buildah-cache
+# for root, kept here under $CACHE; the registry starts as a copy of the
+# host's so nothing is downloaded again.
+export TMPDIR=$CACHE/tmp
+registry=$TMPDIR/buildah-cache/bramble-cargo-registry
+mkdir -p "$registry"
+host_registry=${CARGO_HOME:-$HOME/.cargo}/registry
+if [ -z "$(ls -A "$registry")" ] && [ -d "$host_registry" ]; then
+  log "seeding the cargo registry cache from $host_registry"
+  cp -a "$host_registry/." "$registry/"
 fi
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$repo/Cargo.toml" | head -1)
@@ -112,8 +149,7 @@ start=$(date +%s)
 bh bud --isolation chroot --pull=never --format docker --layers=false \
   --build-arg BUILDER_IMAGE="$builder" \
   --build-arg VERSION="$version" \
-  -v "$CACHE/cargo-registry:/usr/local/cargo/registry" \
-  -v "$CACHE/target:/src/target" \
   -f "$repo/Containerfile" -t "$tag" "$repo" >&2
 log "built in $(( $(date +%s) - start )) s"
+bh rmi --prune >/dev/null 2>&1 || true   # untagged leftovers of earlier builds
 bh inspect --type image --format '{{.FromImageID}}' "$tag"

@@ -18,6 +18,7 @@ shift 3
 mount --make-rprivate /
 ip link set lo up
 
+mkdir -p "$root/var/lib/bramble"
 mount --bind "$data" "$root/var/lib/bramble"
 mount -t proc proc "$root/proc"
 mount -t sysfs -o ro sysfs "$root/sys"

@@ -347,6 +347,54 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Capability numbers (linux/capability.h) of the names compose.yaml may use.
+fn cap_number(name: &str) -> u32 {
+    match name {
+        "chown" => 0,
+        "dac_override" => 1,
+        "dac_read_search" => 2,
+        "fowner" => 3,
+        "fsetid" => 4,
+        "kill" => 5,
+        "setgid" => 6,
+        "setuid" => 7,
+        "setpcap" => 8,
+        "net_bind_service" => 10,
+        "net_admin" => 12,
+        "net_raw" => 13,
+        "sys_chroot" => 18,
+        "sys_admin" => 21,
+        other => panic!("add {other} to cap_number"),
+    }
+}
+
+/// A field of /proc/PID/status.
+fn proc_status(pid: u32, field: &str) -> String {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{field}:")))
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+        .trim()
+        .to_string()
+}
+
+/// bramble is PID 1 in its namespace and holds exactly compose's capabilities.
+fn assert_pid1_and_caps(pid: u32) {
+    let nspid = proc_status(pid, "NSpid");
+    assert_eq!(nspid.split_whitespace().last(), Some("1"), "NSpid {nspid}");
+    let want = compose_caps()
+        .iter()
+        .fold(0u64, |m, c| m | 1 << cap_number(c));
+    for field in ["CapEff", "CapBnd"] {
+        let have = u64::from_str_radix(&proc_status(pid, field), 16).unwrap();
+        assert_eq!(
+            have, want,
+            "{field} {have:#x}, compose.yaml grants {want:#x}"
+        );
+    }
+}
+
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
@@ -471,6 +519,7 @@ fn image_builds_and_runs_as_pid1() {
 
     // First start: defaults only (no bramble.toml), as on a fresh host.
     let r = Running::start(&image, &data);
+    assert_pid1_and_caps(r.pid);
     let (_, status) = r.get("/status");
     let status = json(&status);
     let slapd = &status["units"]["slapd"];
