@@ -5,7 +5,7 @@ CARGO ?= cargo
 DATA ?= ./data
 BENCHES := bench_dhcp bench_tftp
 
-.PHONY: help build run test e2e e2e-shell bench lint fmt check-config clean
+.PHONY: help build run test e2e e2e-shell image-test bench lint fmt check-config clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ e2e: build ## Only the end-to-end boots (QEMU + iPXE + kernel over bramble's DHC
 
 e2e-shell: build ## Boot a client by hand: QEMU console on a bench LAN (MODE=proxy|standalone; Ctrl-A X quits)
 	./target/debug/e2e_shell $(or $(MODE),proxy)
+
+image-test: ## Only the image test: build the Containerfile with buildah, run it as PID 1 (root; cache in /var/cache/bramble-image)
+	$(CARGO) test -p bramble-tests --test image -- --nocapture
 
 bench: ## Benchmarks: bramble vs dnsmasq (DHCP, TFTP), printed as ratios
 	$(CARGO) build --release --workspace --bins
