@@ -28,6 +28,12 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 BASE=docker.io/library/debian:bookworm-slim
 TOOLCHAIN=${RUST_TOOLCHAIN_DIR:-$(rustc --print sysroot)}
 
+# Only a self-contained (rustup) toolchain can be copied into the builder.
+if [ ! -x "$TOOLCHAIN/bin/cargo" ] || [ "$TOOLCHAIN" = /usr ] || [ "$TOOLCHAIN" = /usr/local ]; then
+  echo "image: need a rustup toolchain (rustc --print sysroot = $TOOLCHAIN); set RUST_TOOLCHAIN_DIR" >&2
+  exit 1
+fi
+
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
 flock 9   # one build at a time on this machine
