@@ -26,6 +26,21 @@ pub enum Mode {
     Standalone,
 }
 
+/// Builds (or takes from the cache) the Debian systemd client converted by
+/// `images/netboot-convert.sh`; `busybox_client` is [`client_tree`]'s parent.
+pub fn debian_tree(busybox_client: &Path, work: &Path) -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/build-debian-client.sh");
+    let out = work.join("debian");
+    let status = Command::new("bash")
+        .arg(&script)
+        .arg(busybox_client)
+        .arg(&out)
+        .status()
+        .expect("run build-debian-client.sh");
+    assert!(status.success(), "build-debian-client.sh failed");
+    out
+}
+
 /// Builds (or takes from the cache) the client OS tree; returns its path.
 pub fn client_tree(work: &Path) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("e2e/build-client.sh");
@@ -48,20 +63,30 @@ pub struct Bench {
     _work: tempfile::TempDir,
 }
 
-fn settings(mode: Mode) -> String {
+fn settings(mode: Mode, accounts: bool) -> String {
     let dhcp = match mode {
         Mode::Proxy => "mode = \"proxy\"".to_string(),
         Mode::Standalone => "mode = \"standalone\"\nrange_start = \"10.77.0.100\"\nrange_end = \"10.77.0.150\"\nnetmask = \"255.255.255.0\"\nrouter = \"10.77.0.1\"\nforce_standalone = false\nprobe_timeout_ms = 1000".to_string(),
     };
     format!(
-        "[dhcp]\ninterface = \"br0\"\nserver_ip = \"{ip}\"\n{dhcp}\n[tftp]\nlisten = \"0.0.0.0:69\"\n[nfs]\nlisten = \"0.0.0.0:2049\"\nportmap_listen = \"0.0.0.0:111\"\n",
-        ip = Lan::SERVER_IP
+        "[dhcp]\ninterface = \"br0\"\nserver_ip = \"{ip}\"\n{dhcp}\n[tftp]\nlisten = \"0.0.0.0:69\"\n[nfs]\nlisten = \"0.0.0.0:2049\"\nportmap_listen = \"0.0.0.0:111\"\n{ldap}",
+        ip = Lan::SERVER_IP,
+        ldap = if accounts {
+            "[ldap]\nlisten = \"0.0.0.0:389\"\n"
+        } else {
+            ""
+        },
     )
 }
 
 impl Bench {
     /// Sets up the LAN, installs the client OS and starts bramble.
     pub fn new(mode: Mode) -> Self {
+        Self::with_accounts(mode, false)
+    }
+
+    /// Like [`Bench::new`], with slapd (LDAP accounts) on port 389 when `accounts`.
+    pub fn with_accounts(mode: Mode, accounts: bool) -> Self {
         let work = tempfile::tempdir().unwrap();
         let tree = client_tree(work.path());
         let data = work.path().join("data");
@@ -77,7 +102,7 @@ impl Bench {
         let mut lan = Lan::new("e2e");
         let router = start_router(&mut lan, mode == Mode::Proxy);
         let bramble = Bramble::start(Options {
-            settings: settings(mode),
+            settings: settings(mode, accounts),
             netns: Some(lan.server.name().to_string()),
             data: Some(data.clone()),
             http: Some("127.0.0.1:8080".parse().unwrap()),
@@ -94,9 +119,30 @@ impl Bench {
         }
     }
 
+    /// Where the busybox client (kernel, initramfs, tree) was built.
+    pub fn client_dir(&self) -> PathBuf {
+        self._work.path().join("client")
+    }
+
+    /// A scratch directory that lives as long as the bench.
+    pub fn work_dir(&self) -> &Path {
+        self._work.path()
+    }
+
     /// Registers `mac` to boot the e2e OS.
     pub fn register(&self, mac: &str) {
-        let out = self.bramble.cli(&["client", "add", mac, "--os", OS]);
+        self.register_os(mac, OS);
+    }
+
+    /// Copies `tree` into the volume as `os/<name>`.
+    pub fn install_os(&self, name: &str, tree: &Path) {
+        let to = self.data.join("os").join(name);
+        run("cp", &["-a", tree.to_str().unwrap(), to.to_str().unwrap()]);
+    }
+
+    /// Registers `mac` to boot `os`.
+    pub fn register_os(&self, mac: &str, os: &str) {
+        let out = self.bramble.cli(&["client", "add", mac, "--os", os]);
         assert!(
             out.status.success(),
             "client add: {}",
@@ -134,12 +180,15 @@ impl Bench {
         cmd.arg("-nographic");
         if !interactive {
             let out = fs::File::create(console).expect("console file");
-            cmd.stdin(Stdio::null())
+            cmd.stdin(Stdio::piped())
                 .stdout(out.try_clone().unwrap())
                 .stderr(out);
         }
+        let mut child = cmd.spawn().expect("start qemu-system-x86_64");
+        let stdin = child.stdin.take();
         Qemu {
-            child: cmd.spawn().expect("start qemu-system-x86_64"),
+            child,
+            stdin,
             console: console.to_path_buf(),
             started: Instant::now(),
         }
@@ -200,6 +249,8 @@ const FIRMWARE_MARKERS: [(&str, &str); 3] = [
 
 pub struct Qemu {
     child: Child,
+    /// The serial console's input (scripted logins).
+    stdin: Option<std::process::ChildStdin>,
     console: PathBuf,
     pub started: Instant,
 }
@@ -212,6 +263,41 @@ pub struct Boot {
 }
 
 impl Qemu {
+    /// Types `text` on the serial console.
+    pub fn send(&mut self, text: &str) {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("console input");
+        stdin
+            .write_all(text.as_bytes())
+            .expect("write to the console");
+        stdin.flush().unwrap();
+    }
+
+    /// Waits until `needle` appears on the console after byte offset `from`;
+    /// returns the offset just past it.
+    pub fn expect(&mut self, needle: &str, from: usize, limit: Duration) -> Result<usize, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let text = self.console();
+            if let Some(at) = text.get(from..).and_then(|t| t.find(needle)) {
+                return Ok(from + at + needle.len());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "qemu exited ({status}) waiting for {needle:?}\n{}",
+                    tail(&text, 40)
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "no {needle:?} within {limit:?}\n{}",
+                    tail(&text, 40)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn console(&self) -> String {
         fs::read(&self.console)
             .map(|b| String::from_utf8_lossy(&b).into_owned())

@@ -203,6 +203,35 @@ impl Bramble {
             .unwrap()
     }
 
+    /// Like [`Bramble::cli`], with `input` on standard input (passwords).
+    pub fn cli_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bramble_bin());
+                c
+            }
+            None => Command::new(bramble_bin()),
+        };
+        let mut child = cmd
+            .args(args)
+            .env("BRAMBLE_DATA", &self.data)
+            .env("BRAMBLE_URL", self.url(""))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }

@@ -131,3 +131,114 @@ fn unregistered_machine_does_not_boot_and_is_discovered() {
         "bramble answered it"
     );
 }
+
+/// The fuller client: a debootstrapped Debian (systemd) converted by the
+/// `images/` recipe boots to multi-user with a read-only NFS root, and an
+/// LDAP user logs in on the serial console, writes `~/proof` into their NFS
+/// home; a second user cannot read it.
+#[test]
+fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
+    if !ready() {
+        return;
+    }
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let bench = Bench::with_accounts(Mode::Standalone, true);
+    let tree = bramble_tests::e2e::debian_tree(&bench.client_dir(), bench.work_dir());
+    bench.install_os("debian", &tree);
+    let mac = "52:54:00:e2:e0:03";
+    bench.register_os(mac, "debian");
+    for (user, pass) in [("alice", "alice-pass-1"), ("bob", "bob-pass-1")] {
+        let out = bench.bramble.cli_stdin(
+            &["user", "add", user, "--password-stdin"],
+            &format!("{pass}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "user add {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let console = bench.data.with_extension("console-debian.log");
+    let mut qemu = bench.start_qemu(mac, &console, false);
+    let limit = Duration::from_secs(300);
+    let fail = |e: String| -> ! {
+        panic!(
+            "{e}\n--- bramble log ---\n{}",
+            bramble_tests::e2e::tail(&bench.bramble.log(), 40)
+        )
+    };
+    let at = qemu
+        .expect("E2E-MULTI-USER", 0, limit)
+        .unwrap_or_else(|e| fail(e));
+    let reached = qemu.started.elapsed();
+    let text = qemu.console();
+    let line = text[at..].lines().next().unwrap_or("").to_string();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let root_ro = words
+        .windows(2)
+        .any(|w| w[0] == "root=nfs" && w[1].starts_with("ro,"));
+    assert!(root_ro, "root is not read-only NFS: {line}");
+    eprintln!(
+        "debian client: multi-user after {:.1} s ({line})",
+        reached.as_secs_f64()
+    );
+
+    // agetty may have printed its prompt before the marker: ask for a fresh one.
+    qemu.send("\n");
+    let mut pos = qemu
+        .expect("login: ", at, limit)
+        .unwrap_or_else(|e| fail(e));
+    let login =
+        |qemu: &mut bramble_tests::e2e::Qemu, pos: usize, user: &str, pass: &str| -> usize {
+            qemu.send(&format!("{user}\n"));
+            let p = qemu
+                .expect("Password:", pos, Duration::from_secs(60))
+                .unwrap_or_else(|e| fail(e));
+            qemu.send(&format!("{pass}\n"));
+            qemu.expect("$ ", p, Duration::from_secs(90))
+                .unwrap_or_else(|e| fail(e))
+        };
+    pos = login(&mut qemu, pos, "alice", "alice-pass-1");
+    qemu.send("echo written-by-$(id -un) > ~/proof && echo E2E-PR''OOF $(id -u) $(stat -c %u:%a ~/proof) $(pwd)\n");
+    pos = qemu
+        .expect("E2E-PROOF ", pos, Duration::from_secs(60))
+        .unwrap_or_else(|e| fail(e));
+    let proof = qemu.console()[pos..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(proof.trim(), "10000 10000:644 /home/alice", "{proof}");
+    qemu.send("exit\n");
+    pos = qemu
+        .expect("login: ", pos, Duration::from_secs(60))
+        .unwrap_or_else(|e| fail(e));
+    pos = login(&mut qemu, pos, "bob", "bob-pass-1");
+    // The quotes keep the terminal's echo of the command from matching.
+    qemu.send("cat /home/alice/proof; echo E2E-BOB-RE''AD $?\n");
+    pos = qemu
+        .expect("E2E-BOB-READ ", pos, Duration::from_secs(60))
+        .unwrap_or_else(|e| fail(e));
+    let status = qemu.console()[pos..]
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    assert_ne!(status, "0", "bob could read alice's proof");
+    assert!(
+        !qemu.console().contains("written-by-alice\r\nE2E-BOB"),
+        "bob saw the content"
+    );
+
+    // On the server: the file is in alice's home, owned by her uid.
+    use std::os::unix::fs::MetadataExt;
+    let path = bench.data.join("homes/alice/proof");
+    let meta = std::fs::metadata(&path).expect("homes/alice/proof on the server");
+    assert_eq!(meta.uid(), 10000);
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "written-by-alice\n"
+    );
+    qemu.send("exit\n");
+}
