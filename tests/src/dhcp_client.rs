@@ -3,10 +3,12 @@
 //! from UDP port 68 inside a client namespace (bound to its `eth0`), and
 //! the replies read back raw so tests can check them byte by byte.
 //!
-//! Also: running code inside a namespace ([`in_netns`]) and registering
+//! Also: registering
 //! clients on a data volume before bramble starts.
 
 use std::ffi::OsString;
+
+pub use crate::netns::in_netns;
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -20,21 +22,6 @@ pub const MAGIC: [u8; 4] = [99, 130, 83, 99];
 pub const PI_CLASS: &[u8] = b"PXEClient:Arch:00000:UNDI:002001";
 /// Every Pi 3 boot ROM uses this transaction id.
 pub const PI3_XID: u32 = 0x26f3_0339;
-
-/// Runs `f` on a thread that has entered network namespace `ns`; sockets
-/// it creates stay in that namespace.
-pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = fs::File::open(&path).expect("open netns");
-        // SAFETY: setns affects only this thread; the fd is a valid namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
 
 /// Registers clients (`(mac, serial)`, all booting OS `os`) on a data volume
 /// before bramble starts, creating `os/<os>`.

@@ -186,8 +186,8 @@ impl Bramble {
         )
     }
 
-    /// Runs a `bramble` CLI subcommand against this instance's data dir.
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+    /// A `bramble` command aimed at this instance (its namespace, data dir, URL).
+    fn cli_command(&self, args: &[&str]) -> Command {
         let mut cmd = match &self.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -198,26 +198,20 @@ impl Bramble {
         };
         cmd.args(args)
             .env("BRAMBLE_DATA", &self.data)
-            .env("BRAMBLE_URL", self.url(""))
-            .output()
-            .unwrap()
+            .env("BRAMBLE_URL", self.url(""));
+        cmd
+    }
+
+    /// Runs a `bramble` CLI subcommand against this instance's data dir.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_command(args).output().unwrap()
     }
 
     /// Like [`Bramble::cli`], with `input` on standard input (passwords).
     pub fn cli_stdin(&self, args: &[&str], input: &str) -> std::process::Output {
         use std::io::Write;
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(bramble_bin());
-                c
-            }
-            None => Command::new(bramble_bin()),
-        };
-        let mut child = cmd
-            .args(args)
-            .env("BRAMBLE_DATA", &self.data)
-            .env("BRAMBLE_URL", self.url(""))
+        let mut child = self
+            .cli_command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

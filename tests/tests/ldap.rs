@@ -2,9 +2,8 @@
 //! with the standard OpenLDAP clients (ldapwhoami, ldapsearch, ldappasswd).
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use bramble_tests::harness::{Bramble, Options, free_port};
@@ -55,29 +54,10 @@ fn text(o: &Output) -> String {
 }
 
 impl Ldap {
-    fn cli_stdin(&self, args: &[&str], input: &str) -> Output {
-        let mut child = Command::new(bramble_tests::harness::bramble_bin())
-            .args(args)
-            .env("BRAMBLE_DATA", &self.b.data)
-            .env("BRAMBLE_URL", self.b.url(""))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
-    }
-
     fn add_user(&self, name: &str, password: &str, extra: &[&str]) {
         let mut args = vec!["user", "add", name, "--password-stdin"];
         args.extend_from_slice(extra);
-        let out = self.cli_stdin(&args, &format!("{password}\n"));
+        let out = self.b.cli_stdin(&args, &format!("{password}\n"));
         assert!(out.status.success(), "user add {name}: {}", text(&out));
     }
 
@@ -200,15 +180,18 @@ fn users_bind_with_their_password_and_nobody_reads_hashes() {
     );
 
     // Duplicates and bad names are refused with a clear error.
-    let dup = l.cli_stdin(&["user", "add", "alice", "--password-stdin"], "x1234\n");
+    let dup =
+        l.b.cli_stdin(&["user", "add", "alice", "--password-stdin"], "x1234\n");
     assert!(
         !dup.status.success() && text(&dup).contains("already exists"),
         "{}",
         text(&dup)
     );
-    let bad = l.cli_stdin(&["user", "add", "-x", "--password-stdin"], "x1234\n");
+    let bad =
+        l.b.cli_stdin(&["user", "add", "-x", "--password-stdin"], "x1234\n");
     assert!(!bad.status.success());
-    let bad = l.cli_stdin(&["user", "add", ".hidden", "--password-stdin"], "x1234\n");
+    let bad =
+        l.b.cli_stdin(&["user", "add", ".hidden", "--password-stdin"], "x1234\n");
     assert!(
         text(&bad).contains("not starting with '-' or '.'"),
         "{}",

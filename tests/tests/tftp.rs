@@ -2,20 +2,17 @@
 //! network namespace, real clients (tftp-hpa, curl) in client namespaces
 //! joined by veth pairs. Nothing here reaches a real network.
 //!
-//! bramble's HTTP endpoint lives inside the server namespace; a small
-//! bridge ([`http_bridge`]) forwards the harness's loopback connections
-//! into it so `/health` readiness and the admin API work unchanged.
+//! bramble's HTTP endpoint lives inside the server namespace; the harness
+//! and these tests reach it with curl run in that namespace.
 
 use std::fs;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsRawFd;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bramble_tests::harness::{Bramble, Options, curl, is_root};
-use bramble_tests::netns::{Lan, Netns};
+use bramble_tests::harness::{Bramble, Options, curl_in, free_port, is_root};
+use bramble_tests::netns::{Lan, Netns, in_netns};
 use rand::RngCore;
 
 const SETTINGS: &str = "[tftp]\nlisten = \"10.77.0.1:69\"\n[dhcp]\nmode = \"off\"\n\
@@ -23,51 +20,6 @@ const SETTINGS: &str = "[tftp]\nlisten = \"10.77.0.1:69\"\n[dhcp]\nmode = \"off\
 const SERVER: &str = "10.77.0.1";
 const STOCK_CMDLINE: &str = "console=serial0,115200 console=tty1 root=PARTUUID=3e8c1e1b-02 \
     rootfstype=ext4 fsck.repair=yes rootwait quiet init=/usr/lib/raspberrypi-sys-mods/firstboot\n";
-
-/// Runs `f` on a thread that has entered network namespace `ns`; sockets
-/// it creates stay in that namespace.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-/// Forwards TCP connections to 127.0.0.1:<port> on the host into the same
-/// address inside `ns` (where bramble's HTTP listens). Returns the address.
-fn http_bridge(ns: &str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        for outer in listener.incoming().flatten() {
-            let inner = in_netns(&ns, move || TcpStream::connect(addr));
-            if let Ok(inner) = inner {
-                pipe(outer, inner);
-            }
-        }
-    });
-    addr
-}
-
-fn pipe(a: TcpStream, b: TcpStream) {
-    let (mut a2, mut b2) = (a.try_clone().unwrap(), b.try_clone().unwrap());
-    let (mut a, mut b) = (a, b);
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut a2, &mut b2);
-        let _ = b2.shutdown(std::net::Shutdown::Write);
-    });
-    std::thread::spawn(move || {
-        let _ = io::copy(&mut b, &mut a);
-        let _ = a.shutdown(std::net::Shutdown::Write);
-    });
-}
 
 fn random_bytes(len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
@@ -154,7 +106,7 @@ impl Setup {
             let idx = lan.add_client(mac);
             lan.set_client_ip(idx, Ipv4Addr::new(10, 77, 0, 10 + i as u8));
         }
-        let http = http_bridge(lan.server.name());
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let mut s = Self {
             lan,
             bramble: None,
@@ -303,17 +255,20 @@ fn tftp_hpa_and_curl_fetch_a_registered_pis_files() {
     }
     let probe = curl_tftp(&s, ns, "1234ab01/pieeprom.sig");
     assert_eq!(probe.code, Some(68), "curl: TFTP file not found: {probe:?}");
-    let metrics = curl(&[
-        "-sS",
-        "-m",
-        "5",
-        "-w",
-        "\n%{http_code}",
-        &format!("http://{}/metrics", s.http),
-    ]);
-    if let Ok((200, text)) = metrics {
-        assert!(text.contains("tftp"), "{text}");
-    }
+    let metrics = curl_in(
+        Some(s.lan.server.name()),
+        &[
+            "-sS",
+            "-m",
+            "5",
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{}/metrics", s.http),
+        ],
+    );
+    let (code, text) = metrics.expect("GET /metrics");
+    assert_eq!(code, 200);
+    assert!(text.contains("bramble_tftp_not_found_total"), "{text}");
 }
 
 #[test]
@@ -375,22 +330,25 @@ fn reassigning_a_clients_os_changes_what_it_gets() {
     );
     let token = s.bramble.as_ref().unwrap().token();
     let body = r#"{"mac":"dc:a6:32:00:00:01","os":"osB","serial":"1234ab01"}"#;
-    let put = curl(&[
-        "-sS",
-        "-m",
-        "5",
-        "-X",
-        "PUT",
-        "-H",
-        &format!("Authorization: Bearer {token}"),
-        "-H",
-        "Content-Type: application/json",
-        "-d",
-        body,
-        "-w",
-        "\n%{http_code}",
-        &format!("http://{}/api/v1/clients/dc:a6:32:00:00:01", s.http),
-    ])
+    let put = curl_in(
+        Some(s.lan.server.name()),
+        &[
+            "-sS",
+            "-m",
+            "5",
+            "-X",
+            "PUT",
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{}/api/v1/clients/dc:a6:32:00:00:01", s.http),
+        ],
+    )
     .unwrap();
     assert_eq!(put.0, 200, "{put:?}");
     // At once: no restart, no cache.

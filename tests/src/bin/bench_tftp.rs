@@ -9,9 +9,7 @@
 //! it at the release build).
 
 use std::fs;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
@@ -40,7 +38,6 @@ fn main() {
         .ip(&["addr", "add", &format!("{DNSMASQ_IP}/24"), "dev", "br0"]);
     let idx = lan.add_client("dc:a6:32:00:00:01");
     lan.set_client_ip(idx, Ipv4Addr::new(10, 77, 0, 10));
-    let http = http_bridge(lan.server.name());
     let bramble = Bramble::start(Options {
         netns: Some(lan.server.name().into()),
         settings: format!(
@@ -48,7 +45,6 @@ fn main() {
              [nfs]\nenabled = false\n[ldap]\nenabled = false\n"
         ),
         data: Some(data),
-        http: Some(http),
         ..Options::default()
     });
     let mut dnsmasq = start_dnsmasq(&lan.server, &dns_root);
@@ -201,42 +197,4 @@ fn report(what: &str, bytes: usize, bramble: Duration, dnsmasq: Duration) {
         rate(dnsmasq),
         rate(bramble) / rate(dnsmasq)
     );
-}
-
-/// Runs `f` on a thread inside network namespace `ns`.
-fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on this thread only, with a valid namespace fd.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("netns thread")
-}
-
-/// Forwards host 127.0.0.1:<port> into the same address inside `ns`, where
-/// bramble's HTTP listens (the harness polls `/health` from the host).
-fn http_bridge(ns: &str) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        for outer in listener.incoming().flatten() {
-            if let Ok(inner) = in_netns(&ns, move || TcpStream::connect(addr)) {
-                for (mut from, mut to) in [
-                    (outer.try_clone().unwrap(), inner.try_clone().unwrap()),
-                    (inner, outer),
-                ] {
-                    std::thread::spawn(move || {
-                        let _ = io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Write);
-                    });
-                }
-            }
-        }
-    });
-    addr
 }
