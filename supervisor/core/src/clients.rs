@@ -79,6 +79,9 @@ pub fn parse_serial(s: &str) -> Result<String, String> {
     })
 }
 
+/// Most devices kept in the discovered list.
+pub const MAX_DISCOVERED: usize = 4096;
+
 /// A registered client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -362,8 +365,9 @@ impl Registry {
         }
     }
 
-    /// Records a request from an unregistered device (saved at most every
-    /// 5 s per busy device, at once for a new one).
+    /// Records a request from an unregistered device. Saved at once for a
+    /// new device, at most every 5 s otherwise, never more than once a second;
+    /// the list keeps the [`MAX_DISCOVERED`] most recently seen devices.
     pub fn record_discovered(&self, mac: Mac, seen: Sighting) {
         let t = now();
         let mut map = self
@@ -372,6 +376,13 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         let is_new = !map.contains_key(&mac);
+        if is_new && map.len() >= MAX_DISCOVERED {
+            // A flood of spoofed MACs must not grow the list (and the file)
+            // without bound: forget the device seen longest ago.
+            if let Some(oldest) = map.values().min_by_key(|d| d.last_seen).map(|d| d.mac) {
+                map.remove(&oldest);
+            }
+        }
         let entry = map.entry(mac).or_insert_with(|| Discovered {
             mac,
             first_seen: t,
@@ -395,7 +406,9 @@ impl Registry {
             .last_discovery_save
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        if is_new || t >= *last + 5 {
+        // At most one write a second (a flood of new MACs must not turn
+        // into a write per packet); a quiet network saves a new device at once.
+        if t > *last && (is_new || t >= *last + 5) {
             *last = t;
             let file = DiscoveredFile {
                 discovered: map.values().cloned().collect(),
@@ -487,6 +500,16 @@ mod tests {
                 .list()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn discovered_list_is_bounded() {
+        let (_dir, r) = setup();
+        for i in 0..(MAX_DISCOVERED as u32 + 10) {
+            let b = i.to_be_bytes();
+            r.record_discovered(Mac([2, 0, b[0], b[1], b[2], b[3]]), Sighting::default());
+        }
+        assert_eq!(r.discovered().len(), MAX_DISCOVERED);
     }
 
     #[test]
