@@ -79,6 +79,9 @@ pub fn parse_serial(s: &str) -> Result<String, String> {
     })
 }
 
+/// Most writes of `state/discovered.json` in one second.
+const DISCOVERY_SAVES_PER_SEC: u32 = 10;
+
 /// Most devices kept in the discovered list.
 pub const MAX_DISCOVERED: usize = 4096;
 
@@ -169,7 +172,8 @@ struct Inner {
     discovered: RwLock<BTreeMap<Mac, Discovered>>,
     /// Serials learned from option 97 of registered Pis that had none.
     learned_serials: RwLock<BTreeMap<String, Mac>>,
-    last_discovery_save: RwLock<u64>,
+    /// (second of the last save, saves made in that second).
+    last_discovery_save: RwLock<(u64, u32)>,
 }
 
 fn now() -> u64 {
@@ -208,7 +212,7 @@ impl Registry {
                         .collect(),
                 ),
                 learned_serials: RwLock::default(),
-                last_discovery_save: RwLock::new(0),
+                last_discovery_save: RwLock::new((0, 0)),
             }),
         })
     }
@@ -366,7 +370,7 @@ impl Registry {
     }
 
     /// Records a request from an unregistered device. Saved at once for a
-    /// new device, at most every 5 s otherwise, never more than once a second;
+    /// new device, at most every 5 s otherwise, at most 10 writes a second;
     /// the list keeps the [`MAX_DISCOVERED`] most recently seen devices.
     pub fn record_discovered(&self, mac: Mac, seen: Sighting) {
         let t = now();
@@ -406,10 +410,13 @@ impl Registry {
             .last_discovery_save
             .write()
             .unwrap_or_else(|p| p.into_inner());
-        // At most one write a second (a flood of new MACs must not turn
-        // into a write per packet); a quiet network saves a new device at once.
-        if t > *last && (is_new || t >= *last + 5) {
-            *last = t;
+        // A new device is saved at once, a known one every 5 s; never more
+        // than DISCOVERY_SAVES_PER_SEC writes a second, so a flood of new
+        // MACs does not turn into a write per packet.
+        let (second, count) = *last;
+        let budget = t > second || count < DISCOVERY_SAVES_PER_SEC;
+        if budget && (is_new || t >= second + 5) {
+            *last = (t, if t > second { 1 } else { count + 1 });
             let file = DiscoveredFile {
                 discovered: map.values().cloned().collect(),
             };
