@@ -152,46 +152,7 @@ impl Bench {
 
     /// Adds a tap device on the bridge and starts QEMU on it.
     pub fn start_qemu(&self, mac: &str, console: &Path, interactive: bool) -> Qemu {
-        let tap = unique("tap");
-        self.lan
-            .server
-            .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
-        self.lan.server.ip(&["link", "set", &tap, "master", "br0"]);
-        self.lan.server.ip(&["link", "set", &tap, "up"]);
-        let mut cmd = self.lan.server.command("qemu-system-x86_64");
-        cmd.args([
-            "-M",
-            "pc",
-            "-m",
-            "512",
-            "-accel",
-            "tcg",
-            "-no-reboot",
-            "-boot",
-            "n",
-        ])
-        .args([
-            "-netdev",
-            &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
-        ])
-        .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
-        // -nographic: the firmware (SeaBIOS, iPXE) and the kernel both
-        // write to the serial console, so a failed PXE step is visible too.
-        cmd.arg("-nographic");
-        if !interactive {
-            let out = fs::File::create(console).expect("console file");
-            cmd.stdin(Stdio::piped())
-                .stdout(out.try_clone().unwrap())
-                .stderr(out);
-        }
-        let mut child = cmd.spawn().expect("start qemu-system-x86_64");
-        let stdin = child.stdin.take();
-        Qemu {
-            child,
-            stdin,
-            console: console.to_path_buf(),
-            started: Instant::now(),
-        }
+        start_qemu_on(&self.lan, mac, console, interactive)
     }
 
     /// The router namespace (RAs always; IPv4 DHCP in proxy mode).
@@ -200,11 +161,56 @@ impl Bench {
     }
 }
 
+/// Adds a tap device on `lan`'s bridge and starts a QEMU PC (iPXE ROM,
+/// network boot) on it; the serial console goes to `console` unless
+/// `interactive`.
+pub fn start_qemu_on(lan: &Lan, mac: &str, console: &Path, interactive: bool) -> Qemu {
+    let tap = unique("tap");
+    lan.server
+        .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+    lan.server.ip(&["link", "set", &tap, "master", "br0"]);
+    lan.server.ip(&["link", "set", &tap, "up"]);
+    let mut cmd = lan.server.command("qemu-system-x86_64");
+    cmd.args([
+        "-M",
+        "pc",
+        "-m",
+        "512",
+        "-accel",
+        "tcg",
+        "-no-reboot",
+        "-boot",
+        "n",
+    ])
+    .args([
+        "-netdev",
+        &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+    ])
+    .args(["-device", &format!("virtio-net-pci,netdev=n0,mac={mac}")]);
+    // -nographic: the firmware (SeaBIOS, iPXE) and the kernel both
+    // write to the serial console, so a failed PXE step is visible too.
+    cmd.arg("-nographic");
+    if !interactive {
+        let out = fs::File::create(console).expect("console file");
+        cmd.stdin(Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+    }
+    let mut child = cmd.spawn().expect("start qemu-system-x86_64");
+    let stdin = child.stdin.take();
+    Qemu {
+        child,
+        stdin,
+        console: console.to_path_buf(),
+        started: Instant::now(),
+    }
+}
+
 /// The school router: its own namespace on the bridge. It always sends IPv6
 /// router advertisements (without them iPXE waits ~13 s for IPv6
 /// autoconfiguration) and, in proxy mode, runs dnsmasq handing out IPv4
 /// addresses only (no boot options).
-fn start_router(lan: &mut Lan, dhcp: bool) -> usize {
+pub fn start_router(lan: &mut Lan, dhcp: bool) -> usize {
     let idx = lan.add_client("02:00:00:00:00:fe");
     lan.set_client_ip(idx, "10.77.0.254".parse().unwrap());
     let ns = lan.client(idx);
