@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 DATA ?= ./data
-BENCHES := bench_dhcp bench_tftp bench_nfs
+BENCHES := bench_dhcp bench_tftp bench_nfs bench_boot
 
 .PHONY: help build run test e2e e2e-shell image-test bench lint fmt check-config clean
 
