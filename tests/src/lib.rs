@@ -5,6 +5,7 @@
 //!   a test fails).
 //! - [`netns`]: network namespaces, a bridge and veth pairs with unique
 //!   names, deleted on drop, so no test traffic ever reaches a real network.
+//! - [`peers`]: dnsmasq / nfs-ganesha helpers for the benches.
 //! - [`e2e`]: the end-to-end bench (QEMU + iPXE + a Debian kernel booting
 //!   from bramble with its root over NFS).
 
@@ -13,3 +14,4 @@ pub mod e2e;
 pub mod harness;
 pub mod netns;
 pub mod nfs_client;
+pub mod peers;

@@ -9,25 +9,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bramble_tests::e2e::{Bench, Boot, Mode, client_tree, start_qemu_on, start_router};
 use bramble_tests::harness::is_root;
 use bramble_tests::netns::{Lan, Netns};
+use bramble_tests::peers::{Killed, ensure_ganesha};
 
 const MAC: &str = "52:54:00:b0:07:01";
 const LIMIT: Duration = Duration::from_secs(180);
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn main() -> anyhow::Result<()> {
     if !is_root() {
@@ -211,28 +203,4 @@ fn wait_tcp(ns: &Netns, port: u16) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("nothing listens on port {port} in {}", ns.name())
-}
-
-fn ensure_ganesha() -> anyhow::Result<()> {
-    let have = |p: &str| Path::new(p).exists();
-    if have("/usr/bin/ganesha.nfsd") && have("/usr/sbin/rpcbind") {
-        return Ok(());
-    }
-    println!("installing nfs-ganesha nfs-ganesha-vfs rpcbind ...");
-    let status = Command::new("apt-get")
-        .args([
-            "install",
-            "-y",
-            "-q",
-            "nfs-ganesha",
-            "nfs-ganesha-vfs",
-            "rpcbind",
-        ])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdout(Stdio::null())
-        .status()?;
-    if !status.success() {
-        bail!("apt-get install nfs-ganesha failed");
-    }
-    Ok(())
 }

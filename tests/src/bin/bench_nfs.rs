@@ -13,11 +13,12 @@
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bramble_tests::harness::{Bramble, Options, free_port};
+use bramble_tests::peers::{Killed, ensure_ganesha};
 
 fn env_num(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -165,41 +166,6 @@ fn wait_port(port: u16) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("nothing listens on port {port}")
-}
-
-/// Kills a process we started when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn ensure_ganesha() -> anyhow::Result<()> {
-    let have = |p: &str| Path::new(p).exists();
-    if have("/usr/bin/ganesha.nfsd")
-        && have("/usr/sbin/rpcbind")
-        && have("/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so")
-    {
-        return Ok(());
-    }
-    println!("installing nfs-ganesha nfs-ganesha-vfs rpcbind ...");
-    run_quiet(
-        Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "nfs-ganesha",
-                "nfs-ganesha-vfs",
-                "rpcbind",
-            ])
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null()),
-    )?;
-    Ok(())
 }
 
 /// Starts rpcbind unless one answers already (ganesha exits without it).
