@@ -9,7 +9,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use bramble_core::clients::Client;
+use bramble_core::clients::{Client, Mac};
 
 use crate::beneath::{BootDir, OpenError};
 use crate::generate::{self, Generated};
@@ -53,7 +53,8 @@ impl Lookup<'_> {
                 self.cmdline(&boot).map(|s| Content::Memory(s.into_bytes()))
             }
             Some(Generated::ConfigTxt) => self.config_txt(&boot),
-            Some(Generated::Ipxe) => self.ipxe(&boot),
+            Some(Generated::Ipxe) => self.script(&boot, "an iPXE script", generate::ipxe_script),
+            Some(Generated::GrubCfg) => self.script(&boot, "a GRUB grub.cfg", generate::grub_cfg),
             None => {
                 let file = boot.open_file(self.rest)?;
                 let size = file.metadata()?.len();
@@ -82,18 +83,24 @@ impl Lookup<'_> {
             .ok_or(OpenError::NotFound)
     }
 
-    fn ipxe(&self, boot: &BootDir) -> Result<Content, OpenError> {
+    /// A boot script (iPXE or GRUB) naming the OS's kernel and initrd.
+    fn script(
+        &self,
+        boot: &BootDir,
+        what: &str,
+        make: fn(Mac, &str, &generate::KernelPair, &str) -> String,
+    ) -> Result<Content, OpenError> {
         let Some(pair) = generate::pick_kernel(&boot.names()) else {
             tracing::warn!(
                 os = %self.client.os,
                 "tftp: os {:?} has no kernel (vmlinuz or vmlinuz-*) in its boot directory; \
-                 cannot generate an iPXE script",
+                 cannot generate {what}",
                 self.client.os
             );
             return Err(OpenError::NotFound);
         };
         let cmdline = self.cmdline(boot)?;
-        let script = generate::ipxe_script(self.client.mac, &self.client.os, &pair, &cmdline);
+        let script = make(self.client.mac, &self.client.os, &pair, &cmdline);
         Ok(Content::Memory(script.into_bytes()))
     }
 }
@@ -179,5 +186,24 @@ mod tests {
         assert!(
             script.contains("initrd --name initrd 52-54-00-00-00-01/initrd.img-6.1.0-10-amd64")
         );
+    }
+
+    #[test]
+    fn grub_cfg_for_an_arm64_tree_wherever_the_prefix_points() {
+        let dir = tempfile::tempdir().unwrap();
+        let boot = dir.path().join("arm/boot");
+        std::fs::create_dir_all(&boot).unwrap();
+        std::fs::write(boot.join("vmlinuz"), b"k").unwrap();
+        std::fs::write(boot.join("initrd.img"), b"i").unwrap();
+        std::fs::write(boot.join("cmdline.txt"), b"console=ttyAMA0\n").unwrap();
+        let c = client("arm", None);
+        for name in ["debian-installer/arm64/grub/grub.cfg", "grub.cfg"] {
+            let cfg = String::from_utf8(get(dir.path(), &c, name).unwrap()).unwrap();
+            assert!(cfg.contains("linux /52-54-00-00-00-01/vmlinuz console=ttyAMA0 root=/dev/nfs nfsroot=10.0.0.1:/os/arm,vers=3,tcp"), "{cfg}");
+            assert!(
+                cfg.contains("initrd /52-54-00-00-00-01/initrd.img\n"),
+                "{cfg}"
+            );
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! Request names: which TFTP file names are acceptable at all.
 //!
 //! A name is split into plain components before anything touches the file
-//! system. Absolute names, `..` / `.` / empty components, control
-//! characters (NUL included), backslashes and over-long names are refused
-//! here, so later stages only ever see relative component lists.
+//! system. One leading `/` is dropped, as tftpd-hpa and dnsmasq do (GRUB
+//! asks for `/<prefix>/grub.cfg`, the kernel and initrd with a leading slash):
+//! names are always relative to the client's boot directory. `..` / `.` /
+//! empty components (so `//etc`), control characters (NUL included),
+//! backslashes and over-long names are refused here, so later stages only
+//! ever see relative component lists.
 
 /// Longest file name accepted (bytes); firmware names are far shorter.
 pub const MAX_NAME_LEN: usize = 255;
@@ -15,7 +18,7 @@ pub enum Refusal {
     Empty,
     #[error("file name longer than {MAX_NAME_LEN} bytes")]
     TooLong,
-    #[error("absolute file name")]
+    #[error("file name `/` (the boot directory itself)")]
     Absolute,
     #[error("NUL, control character or backslash in file name")]
     BadCharacter,
@@ -32,7 +35,9 @@ pub fn split(name: &str) -> Result<Vec<&str>, Refusal> {
     if name.len() > MAX_NAME_LEN {
         return Err(Refusal::TooLong);
     }
-    if name.starts_with('/') {
+    // `/a` is `a` in the boot directory; `//a` keeps an empty component.
+    let name = name.strip_prefix('/').unwrap_or(name);
+    if name.is_empty() {
         return Err(Refusal::Absolute);
     }
     if name.chars().any(|c| c.is_control() || c == '\\') {
@@ -60,12 +65,20 @@ mod tests {
             vec!["1234abcd", "overlays", "vc4.dtbo"]
         );
         assert_eq!(split("..hidden").unwrap(), vec!["..hidden"]);
+        // GRUB's names: relative to the boot directory all the same.
+        assert_eq!(
+            split("/debian-installer/arm64/grub/grub.cfg").unwrap(),
+            vec!["debian-installer", "arm64", "grub", "grub.cfg"]
+        );
+        assert_eq!(split("/etc/passwd").unwrap(), vec!["etc", "passwd"]);
     }
 
     #[test]
     fn escapes_are_refused() {
         assert_eq!(split(""), Err(Refusal::Empty));
-        assert_eq!(split("/etc/passwd"), Err(Refusal::Absolute));
+        assert_eq!(split("/"), Err(Refusal::Absolute));
+        assert_eq!(split("//etc/passwd"), Err(Refusal::BadComponent));
+        assert_eq!(split("/../etc/passwd"), Err(Refusal::BadComponent));
         assert_eq!(split("../etc/passwd"), Err(Refusal::BadComponent));
         assert_eq!(split("a/../../b"), Err(Refusal::BadComponent));
         assert_eq!(split("a//b"), Err(Refusal::BadComponent));
