@@ -155,6 +155,40 @@ impl Bench {
         start_qemu_on(&self.lan, mac, console, interactive)
     }
 
+    /// Adds a tap device on the bridge and starts `program` (another QEMU,
+    /// e.g. `qemu-system-aarch64`) with `args` followed by a tap `-netdev`
+    /// with id `n0` (the NIC in `args` names `netdev=n0`) and `-nographic`;
+    /// the serial console goes to `console` as in [`Bench::start_qemu`].
+    pub fn start_qemu_with(&self, program: &str, args: &[String], console: &Path) -> Qemu {
+        let tap = unique("tap");
+        self.lan
+            .server
+            .ip(&["tuntap", "add", "dev", &tap, "mode", "tap"]);
+        self.lan.server.ip(&["link", "set", &tap, "master", "br0"]);
+        self.lan.server.ip(&["link", "set", &tap, "up"]);
+        let mut cmd = self.lan.server.command(program);
+        cmd.args(args)
+            .args([
+                "-netdev",
+                &format!("tap,id=n0,ifname={tap},script=no,downscript=no"),
+            ])
+            .arg("-nographic");
+        let out = fs::File::create(console).expect("console file");
+        cmd.stdin(Stdio::piped())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program}: {e}"));
+        let stdin = child.stdin.take();
+        Qemu {
+            child,
+            stdin,
+            console: console.to_path_buf(),
+            started: Instant::now(),
+        }
+    }
+
     /// The router namespace (RAs always; IPv4 DHCP in proxy mode).
     pub fn router(&self) -> &crate::netns::Netns {
         self.lan.client(self.router)
@@ -356,6 +390,11 @@ impl Qemu {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// QEMU's exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn wait(&mut self) {

@@ -197,7 +197,7 @@ mod tests {
         std::fs::write(boot.join("initrd.img"), b"i").unwrap();
         std::fs::write(boot.join("cmdline.txt"), b"console=ttyAMA0\n").unwrap();
         let c = client("arm", None);
-        for name in ["debian-installer/arm64/grub/grub.cfg", "grub.cfg"] {
+        for name in ["grub/arm64-efi/grub.cfg", "grub/grub.cfg", "grub.cfg"] {
             let cfg = String::from_utf8(get(dir.path(), &c, name).unwrap()).unwrap();
             assert!(cfg.contains("linux /52-54-00-00-00-01/vmlinuz console=ttyAMA0 root=/dev/nfs nfsroot=10.0.0.1:/os/arm,vers=3,tcp"), "{cfg}");
             assert!(

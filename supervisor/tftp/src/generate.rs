@@ -9,9 +9,8 @@
 //!   initrd (chosen by [`pick_kernel`]) with the same command line;
 //! - [`grub_cfg`]: the same for GRUB network images (UEFI arm64 and x64,
 //!   DHCP option 93 = 11 / 7 / 9), which read `<prefix>/grub.cfg` from the
-//!   server (Debian's `grubnetaa64.efi` has the prefix
-//!   `/debian-installer/arm64/grub` and tries `<prefix>/arm64-efi/grub.cfg`
-//!   first).
+//!   server (Debian's signed `grubnetaa64.efi` asks for
+//!   `/grub/arm64-efi/grub.cfg`, then `/grub/grub.cfg`).
 
 use std::cmp::Ordering;
 use std::net::Ipv4Addr;

@@ -67,8 +67,8 @@ mod tests {
         assert_eq!(split("..hidden").unwrap(), vec!["..hidden"]);
         // GRUB's names: relative to the boot directory all the same.
         assert_eq!(
-            split("/debian-installer/arm64/grub/grub.cfg").unwrap(),
-            vec!["debian-installer", "arm64", "grub", "grub.cfg"]
+            split("/grub/arm64-efi/grub.cfg").unwrap(),
+            vec!["grub", "arm64-efi", "grub.cfg"]
         );
         assert_eq!(split("/etc/passwd").unwrap(), vec!["etc", "passwd"]);
     }
