@@ -3,9 +3,16 @@
 //! image, which loads the Debian arm64 kernel and a busybox initramfs from
 //! bramble's generated grub.cfg; the root is mounted from bramble over NFS
 //! and checked from the guest's console (read-only NFS root, attributes of
-//! special files, checksum of a large file). Standalone mode (bramble alone
-//! answers DHCP) and proxy mode (next to the bench's dnsmasq "school
-//! router"). Runs under TCG in network namespaces.
+//! special files, checksum of a large file). Runs under TCG in network
+//! namespaces.
+//!
+//! Standalone mode only: in proxy mode EDK2 takes the boot file from
+//! bramble's proxy offer and loads GRUB, but Debian's GRUB 2.06 configures
+//! its network from the router's DHCPACK alone (its efinet driver ignores
+//! the PXE proxy offer; Fedora carries a patch "efinet: Add DHCP proxy
+//! support" for this), so it looks for grub.cfg on the router and stops at
+//! its prompt. A proxy-mode arm64 client needs a GRUB with that patch, or
+//! iPXE.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -35,13 +42,6 @@ fn ready() -> bool {
 fn standalone_mode_arm64_uefi_machine_boots_through_grub() {
     if ready() {
         boot_and_check(Mode::Standalone, "52:54:00:e2:a6:01");
-    }
-}
-
-#[test]
-fn proxy_mode_arm64_uefi_machine_boots_next_to_a_school_router() {
-    if ready() {
-        boot_and_check(Mode::Proxy, "52:54:00:e2:a6:02");
     }
 }
 
