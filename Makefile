@@ -23,7 +23,7 @@ test: build ## Run every test (unit, integration, network-namespace tests need r
 	$(CARGO) test --workspace --no-fail-fast
 
 e2e: build ## Only the end-to-end boots (QEMU + iPXE + kernel over bramble's DHCP/TFTP/NFS; root)
-	$(CARGO) test -p bramble-tests --test e2e -- --nocapture
+	$(CARGO) test -p bramble-tests --test e2e --test e2e_arm64 -- --nocapture
 
 e2e-shell: build ## Boot a client by hand: QEMU console on a bench LAN (MODE=proxy|standalone; Ctrl-A X quits)
 	./target/debug/e2e_shell $(or $(MODE),proxy)
