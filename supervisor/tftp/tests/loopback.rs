@@ -269,9 +269,16 @@ async fn refuses_unknown_clients_missing_files_and_escapes() {
         get(&f, "1234abcd/bootsig.bin", &[]).await,
         Got::Error(1, _)
     ));
+    // One leading `/` is the client's boot directory (GRUB asks that way):
+    // `/etc/passwd` is looked up there, never on the host.
+    assert!(matches!(
+        get(&f, "/etc/passwd", &[]).await,
+        Got::Error(1, _)
+    ));
     for name in [
         "../osB/boot/firmware/start4.elf",
-        "/etc/passwd",
+        "//etc/passwd",
+        "/../etc/passwd",
         "1234abcd/../../../../etc/passwd",
         "1234abcd/passwd",
     ] {
