@@ -135,7 +135,7 @@ fn unregistered_machine_does_not_boot_and_is_discovered() {
 /// The fuller client: a debootstrapped Debian (systemd) converted by the
 /// `images/` recipe boots to multi-user with a read-only NFS root, and an
 /// LDAP user logs in on the serial console, writes `~/proof` into their NFS
-/// home; a second user cannot read it.
+/// home; a second user on a second client cannot read it.
 #[test]
 fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
     if !ready() {
@@ -145,8 +145,9 @@ fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
     let bench = Bench::with_accounts(Mode::Standalone, true);
     let tree = bramble_tests::e2e::debian_tree(&bench.client_dir(), bench.work_dir());
     bench.install_os("debian", &tree);
-    let mac = "52:54:00:e2:e0:03";
-    bench.register_os(mac, "debian");
+    let (first, second) = ("52:54:00:e2:e0:03", "52:54:00:e2:e0:04");
+    bench.register_os(first, "debian");
+    bench.register_os(second, "debian");
     for (user, pass) in [("alice", "alice-pass-1"), ("bob", "bob-pass-1")] {
         let out = bench.bramble.cli_stdin(
             &["user", "add", user, "--password-stdin"],
@@ -158,78 +159,12 @@ fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let console = bench.data.with_extension("console-debian.log");
-    let mut qemu = bench.start_qemu(mac, &console, false);
-    let limit = Duration::from_secs(300);
-    let fail = |e: String| -> ! {
-        panic!(
-            "{e}\n--- bramble log ---\n{}",
-            bramble_tests::e2e::tail(&bench.bramble.log(), 40)
-        )
-    };
-    let at = qemu
-        .expect("E2E-MULTI-USER", 0, limit)
-        .unwrap_or_else(|e| fail(e));
-    let reached = qemu.started.elapsed();
-    let text = qemu.console();
-    let line = text[at..].lines().next().unwrap_or("").to_string();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let root_ro = words
-        .windows(2)
-        .any(|w| w[0] == "root=nfs" && w[1].starts_with("ro,"));
-    assert!(root_ro, "root is not read-only NFS: {line}");
-    eprintln!(
-        "debian client: multi-user after {:.1} s ({line})",
-        reached.as_secs_f64()
-    );
 
-    // agetty may have printed its prompt before the marker: ask for a fresh one.
-    qemu.send("\n");
-    let mut pos = qemu
-        .expect("login: ", at, limit)
-        .unwrap_or_else(|e| fail(e));
-    let login =
-        |qemu: &mut bramble_tests::e2e::Qemu, pos: usize, user: &str, pass: &str| -> usize {
-            qemu.send(&format!("{user}\n"));
-            let p = qemu
-                .expect("Password:", pos, Duration::from_secs(60))
-                .unwrap_or_else(|e| fail(e));
-            qemu.send(&format!("{pass}\n"));
-            qemu.expect("$ ", p, Duration::from_secs(90))
-                .unwrap_or_else(|e| fail(e))
-        };
-    pos = login(&mut qemu, pos, "alice", "alice-pass-1");
-    qemu.send("echo written-by-$(id -un) > ~/proof && echo E2E-PR''OOF $(id -u) $(stat -c %u:%a ~/proof) $(pwd)\n");
-    pos = qemu
-        .expect("E2E-PROOF ", pos, Duration::from_secs(60))
-        .unwrap_or_else(|e| fail(e));
-    let proof = qemu.console()[pos..]
-        .lines()
-        .next()
-        .unwrap_or("")
-        .to_string();
-    assert_eq!(proof.trim(), "10000 10000:644 /home/alice", "{proof}");
-    qemu.send("exit\n");
-    pos = qemu
-        .expect("login: ", pos, Duration::from_secs(60))
-        .unwrap_or_else(|e| fail(e));
-    pos = login(&mut qemu, pos, "bob", "bob-pass-1");
-    // The quotes keep the terminal's echo of the command from matching.
-    qemu.send("cat /home/alice/proof; echo E2E-BOB-RE''AD $?\n");
-    pos = qemu
-        .expect("E2E-BOB-READ ", pos, Duration::from_secs(60))
-        .unwrap_or_else(|e| fail(e));
-    let status = qemu.console()[pos..]
-        .lines()
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_string();
-    assert_ne!(status, "0", "bob could read alice's proof");
-    assert!(
-        !qemu.console().contains("written-by-alice\r\nE2E-BOB"),
-        "bob saw the content"
-    );
+    // Client one: alice writes ~/proof into her NFS home.
+    let mut session = Session::boot(&bench, first, "alice", "alice-pass-1");
+    let proof = session.run("echo written-by-$(id -un) > ~/proof && echo E2E-PR''OOF $(id -u) $(stat -c %u:%a ~/proof) $(pwd)", "E2E-PROOF ");
+    assert_eq!(proof, "10000 10000:644 /home/alice");
+    drop(session);
 
     // On the server: the file is in alice's home, owned by her uid.
     use std::os::unix::fs::MetadataExt;
@@ -240,5 +175,101 @@ fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
         std::fs::read_to_string(&path).unwrap(),
         "written-by-alice\n"
     );
-    qemu.send("exit\n");
+
+    // Client two: bob cannot read it.
+    let mut session = Session::boot(&bench, second, "bob", "bob-pass-1");
+    let status = session.run(
+        "cat /home/alice/proof; echo E2E-BOB-RE''AD $?",
+        "E2E-BOB-READ ",
+    );
+    assert_ne!(status, "0", "bob could read alice's proof");
+    assert!(
+        !session
+            .qemu
+            .console()
+            .contains("written-by-alice\r\nE2E-BOB"),
+        "bob saw the content"
+    );
+}
+
+/// A Debian client booted to multi-user with one LDAP user logged in on its
+/// serial console.
+struct Session<'a> {
+    bench: &'a Bench,
+    qemu: bramble_tests::e2e::Qemu,
+    pos: usize,
+}
+
+impl<'a> Session<'a> {
+    fn fail(&self, e: String) -> ! {
+        panic!(
+            "{e}\n--- bramble log ---\n{}",
+            bramble_tests::e2e::tail(&self.bench.bramble.log(), 40)
+        )
+    }
+
+    fn boot(bench: &'a Bench, mac: &str, user: &str, pass: &str) -> Self {
+        let console = bench
+            .data
+            .with_extension(format!("console-{}.log", mac.replace(':', "")));
+        let qemu = bench.start_qemu(mac, &console, false);
+        let mut s = Session {
+            bench,
+            qemu,
+            pos: 0,
+        };
+        let limit = Duration::from_secs(300);
+        let at = s
+            .qemu
+            .expect("E2E-MULTI-USER", 0, limit)
+            .unwrap_or_else(|e| s.fail(e));
+        let line = s.qemu.console()[at..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let root_ro = words
+            .windows(2)
+            .any(|w| w[0] == "root=nfs" && w[1].starts_with("ro,"));
+        assert!(root_ro, "{mac}: root is not read-only NFS: {line}");
+        eprintln!(
+            "debian client {mac}: multi-user after {:.1} s ({line})",
+            s.qemu.started.elapsed().as_secs_f64()
+        );
+        // agetty may have printed its prompt before the marker: ask for a fresh one.
+        s.qemu.send("\n");
+        s.pos = s
+            .qemu
+            .expect("login: ", at, limit)
+            .unwrap_or_else(|e| s.fail(e));
+        s.qemu.send(&format!("{user}\n"));
+        let p = s
+            .qemu
+            .expect("Password:", s.pos, Duration::from_secs(60))
+            .unwrap_or_else(|e| s.fail(e));
+        s.qemu.send(&format!("{pass}\n"));
+        s.pos = s
+            .qemu
+            .expect("$ ", p, Duration::from_secs(90))
+            .unwrap_or_else(|e| s.fail(e));
+        s
+    }
+
+    /// Types `command`; returns the rest of the line after `marker` in its
+    /// output (write the marker with quotes in the command so the
+    /// terminal's echo does not match).
+    fn run(&mut self, command: &str, marker: &str) -> String {
+        self.qemu.send(&format!("{command}\n"));
+        self.pos = self
+            .qemu
+            .expect(marker, self.pos, Duration::from_secs(60))
+            .unwrap_or_else(|e| self.fail(e));
+        self.qemu.console()[self.pos..]
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    }
 }
