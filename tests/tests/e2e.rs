@@ -148,11 +148,14 @@ fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
     let (first, second) = ("52:54:00:e2:e0:03", "52:54:00:e2:e0:04");
     bench.register_os(first, "debian");
     bench.register_os(second, "debian");
-    for (user, pass) in [("alice", "alice-pass-1"), ("bob", "bob-pass-1")] {
-        let out = bench.bramble.cli_stdin(
-            &["user", "add", user, "--password-stdin"],
-            &format!("{pass}\n"),
-        );
+    for (user, pass, extra) in [
+        ("alice", "alice-pass-1", None),
+        ("bob", "bob-pass-1", None),
+        ("carol", "carol-first-1", Some("--must-change-password")),
+    ] {
+        let mut args = vec!["user", "add", user, "--password-stdin"];
+        args.extend(extra);
+        let out = bench.bramble.cli_stdin(&args, &format!("{pass}\n"));
         assert!(
             out.status.success(),
             "user add {user}: {}",
@@ -189,6 +192,34 @@ fn debian_client_reaches_multi_user_and_an_ldap_user_logs_in() {
             .console()
             .contains("written-by-alice\r\nE2E-BOB"),
         "bob saw the content"
+    );
+
+    // carol must change her password at first login, then it is the new one.
+    session.qemu.send("exit\n");
+    session.login_changing("carol", "carol-first-1", "carol-second-2");
+    let who = session.run("echo E2E-CA''ROL $(id -un)", "E2E-CAROL ");
+    assert_eq!(who, "carol");
+    let whoami = |pass: &str| {
+        bench.lan.server.exec(
+            "ldapwhoami",
+            &[
+                "-x",
+                "-H",
+                "ldap://127.0.0.1",
+                "-D",
+                "uid=carol,ou=people,dc=bramble,dc=local",
+                "-w",
+                pass,
+            ],
+        )
+    };
+    assert!(
+        whoami("carol-second-2").status.success(),
+        "the new password does not bind"
+    );
+    assert!(
+        !whoami("carol-first-1").status.success(),
+        "the first password still binds"
     );
 }
 
@@ -254,6 +285,68 @@ impl<'a> Session<'a> {
             .expect("$ ", p, Duration::from_secs(90))
             .unwrap_or_else(|e| s.fail(e));
         s
+    }
+
+    /// Logs in as a user whose password has expired and answers the
+    /// change-password dialogue (current, new, retype) until a shell prompt.
+    fn login_changing(&mut self, user: &str, old: &str, new: &str) {
+        self.pos = self
+            .qemu
+            .expect("login: ", self.pos, Duration::from_secs(60))
+            .unwrap_or_else(|e| self.fail(e));
+        self.qemu.send(&format!("{user}\n"));
+        self.pos = self
+            .qemu
+            .expect("Password:", self.pos, Duration::from_secs(60))
+            .unwrap_or_else(|e| self.fail(e));
+        self.qemu.send(&format!("{old}\n"));
+        let mut answered = Vec::new();
+        for _ in 0..6 {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let (next, kind) = loop {
+                let text = self.qemu.console();
+                let rest = &text[self.pos..];
+                let found = [
+                    ("$ ", "shell"),
+                    ("urrent", "current"),
+                    ("etype", "retype"),
+                    ("ew password", "new"),
+                    ("ew LDAP password", "new"),
+                ]
+                .iter()
+                .filter_map(|(needle, kind)| rest.find(needle).map(|at| (at + needle.len(), *kind)))
+                .min_by_key(|(at, _)| *at);
+                if let Some((at, kind)) = found {
+                    // Wait for the prompt's colon before answering.
+                    if kind == "shell" || rest[at..].contains(':') {
+                        let colon = if kind == "shell" {
+                            0
+                        } else {
+                            rest[at..].find(':').unwrap() + 1
+                        };
+                        break (self.pos + at + colon, kind);
+                    }
+                }
+                if std::time::Instant::now() > deadline {
+                    self.fail(format!(
+                        "no password-change prompt after {answered:?}\n{}",
+                        bramble_tests::e2e::tail(&text, 30)
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            self.pos = next;
+            answered.push(kind);
+            match kind {
+                "shell" => break,
+                "current" => self.qemu.send(&format!("{old}\n")),
+                _ => self.qemu.send(&format!("{new}\n")),
+            }
+        }
+        assert!(
+            answered.contains(&"new") && answered.last() == Some(&"shell"),
+            "password change dialogue: {answered:?}"
+        );
     }
 
     /// Types `command`; returns the rest of the line after `marker` in its
