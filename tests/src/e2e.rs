@@ -443,3 +443,38 @@ pub fn check_stat(line: &str, tree: &Path) -> Result<(), String> {
         Err(format!("{path}: guest sees {got}, server has {expected}"))
     }
 }
+
+/// Asserts what the check script reported on the console: the root is a
+/// read-only NFS mount, every special file's attributes equal the server's
+/// `lstat` in `tree`, and the large file's checksum is right.
+pub fn assert_console_checks(text: &str, tree: &Path) {
+    let root = text
+        .lines()
+        .find(|l| l.starts_with("E2E-ROOT "))
+        .expect("root line");
+    assert!(
+        root.starts_with("E2E-ROOT nfs ro,"),
+        "root is not a read-only NFS mount: {root}"
+    );
+    assert!(text.contains("E2E-ROOT-READONLY"), "root was writable");
+    let stats: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("E2E-STAT "))
+        .collect();
+    assert!(stats.len() >= 9, "too few stat lines: {stats:?}");
+    let problems: Vec<String> = stats
+        .iter()
+        .filter_map(|l| check_stat(l, tree).err())
+        .collect();
+    assert!(problems.is_empty(), "attributes differ: {problems:#?}");
+    let sum = text
+        .lines()
+        .find(|l| l.starts_with("E2E-SUM "))
+        .expect("checksum line");
+    let f: Vec<&str> = sum.split_whitespace().collect();
+    assert_eq!(f.len(), 3, "{sum}");
+    assert_eq!(
+        f[1], f[2],
+        "large file read over NFS has the wrong checksum"
+    );
+}

@@ -17,7 +17,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use bramble_tests::e2e::{Bench, Mode, check_stat};
+use bramble_tests::e2e::{Bench, Mode, assert_console_checks};
 use bramble_tests::e2e_arm64;
 use bramble_tests::harness::is_root;
 
@@ -63,35 +63,6 @@ fn boot_and_check(mode: Mode, mac: &str) {
         eprintln!("  {phase:<14} {:>7.2} s", at.as_secs_f64());
     }
     let text = &boot.console;
-    let root = text
-        .lines()
-        .find(|l| l.starts_with("E2E-ROOT "))
-        .expect("root line");
-    assert!(
-        root.starts_with("E2E-ROOT nfs ro,"),
-        "root is not a read-only NFS mount: {root}"
-    );
-    assert!(text.contains("E2E-ROOT-READONLY"), "root was writable");
-    let tree = bench.data.join("os").join(e2e_arm64::OS);
-    let stats: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("E2E-STAT "))
-        .collect();
-    assert!(stats.len() >= 9, "too few stat lines: {stats:?}");
-    let problems: Vec<String> = stats
-        .iter()
-        .filter_map(|l| check_stat(l, &tree).err())
-        .collect();
-    assert!(problems.is_empty(), "attributes differ: {problems:#?}");
-    let sum = text
-        .lines()
-        .find(|l| l.starts_with("E2E-SUM "))
-        .expect("checksum line");
-    let f: Vec<&str> = sum.split_whitespace().collect();
-    assert_eq!(f.len(), 3, "{sum}");
-    assert_eq!(
-        f[1], f[2],
-        "large file read over NFS has the wrong checksum"
-    );
+    assert_console_checks(text, &bench.data.join("os").join(e2e_arm64::OS));
     qemu.wait();
 }
