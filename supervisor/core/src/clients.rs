@@ -13,7 +13,6 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -174,13 +173,6 @@ struct Inner {
     learned_serials: RwLock<BTreeMap<String, Mac>>,
     /// (second of the last save, saves made in that second).
     last_discovery_save: RwLock<(u64, u32)>,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Checks a name for an OS tree: one plain path component.
@@ -373,7 +365,7 @@ impl Registry {
     /// new device, at most every 5 s otherwise, at most 10 writes a second;
     /// the list keeps the [`MAX_DISCOVERED`] most recently seen devices.
     pub fn record_discovered(&self, mac: Mac, seen: Sighting) {
-        let t = now();
+        let t = crate::unix_now();
         let mut map = self
             .inner
             .discovered

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::{Arc, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -37,13 +36,6 @@ struct LeasesFile {
 pub struct Leases {
     path: std::path::PathBuf,
     map: Arc<RwLock<BTreeMap<Mac, Lease>>>,
-}
-
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Leases {
@@ -77,7 +69,7 @@ impl Leases {
 
     /// The unexpired lease holding `ip`.
     pub fn by_ip(&self, ip: Ipv4Addr) -> Option<Lease> {
-        let t = now();
+        let t = crate::unix_now();
         self.map
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -133,7 +125,7 @@ mod tests {
         l.put(Lease {
             mac,
             ip: Ipv4Addr::new(10, 9, 0, 5),
-            expires: now() + 60,
+            expires: crate::unix_now() + 60,
             hostname: None,
         })
         .unwrap();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -64,13 +64,6 @@ impl Default for Status {
     }
 }
 
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 impl Status {
     pub fn new() -> Self {
         Self {
@@ -94,7 +87,7 @@ impl Status {
             detail: None,
             restarts: 0,
             pid: None,
-            since: now_secs(),
+            since: crate::unix_now(),
         });
     }
 
@@ -103,7 +96,7 @@ impl Status {
         let mut units = self.units();
         if let Some(u) = units.get_mut(name) {
             if u.state != state {
-                u.since = now_secs();
+                u.since = crate::unix_now();
             }
             u.state = state;
             u.detail = detail;

@@ -55,7 +55,7 @@ pub struct Now {
 impl Now {
     pub fn current() -> Self {
         Self {
-            unix: bramble_core::leases::now(),
+            unix: bramble_core::unix_now(),
             instant: Instant::now(),
         }
     }

@@ -261,7 +261,7 @@ impl Accounts {
                     fs::Permissions::from_mode(0o700),
                 )
                 .map_err(io("archive"))?;
-                let to = dir.join(format!("{name}-{}", bramble_core::leases::now()));
+                let to = dir.join(format!("{name}-{}", bramble_core::unix_now()));
                 fs::rename(&path, &to).map_err(io(path.display()))?;
                 Some(to)
             }

@@ -232,7 +232,7 @@ impl Directory {
         let last_change = if must_change {
             "0".to_string()
         } else {
-            (bramble_core::leases::now() / 86_400).to_string()
+            (bramble_core::unix_now() / 86_400).to_string()
         };
         let attrs: Vec<(&str, HashSet<&str>)> = vec![
             (
@@ -284,7 +284,7 @@ impl Directory {
         let last_change = if must_change {
             "0".to_string()
         } else {
-            (bramble_core::leases::now() / 86_400).to_string()
+            (bramble_core::unix_now() / 86_400).to_string()
         };
         ldap.modify(
             &dn,

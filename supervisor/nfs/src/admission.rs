@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bramble_core::clients::{Mac, Registry};
+use bramble_core::clients::Registry;
 use bramble_core::leases::Leases;
 
 const TTL: Duration = Duration::from_secs(5);
@@ -63,7 +63,7 @@ impl Admission {
             .leases
             .by_ip(v4)
             .map(|l| l.mac)
-            .or_else(|| arp_lookup(v4));
+            .or_else(|| bramble_core::neighbours::lookup(v4));
         match mac {
             Some(mac) => self.registry.get(mac).is_some(),
             None => false,
@@ -75,41 +75,5 @@ fn ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
     match ip {
         IpAddr::V4(v4) => Some(v4),
         IpAddr::V6(v6) => v6.to_ipv4_mapped(),
-    }
-}
-
-/// The MAC of `ip` in this network namespace's neighbour table.
-fn arp_lookup(ip: Ipv4Addr) -> Option<Mac> {
-    let table = std::fs::read_to_string("/proc/net/arp").ok()?;
-    parse_arp(&table, ip)
-}
-
-fn parse_arp(table: &str, ip: Ipv4Addr) -> Option<Mac> {
-    table.lines().skip(1).find_map(|line| {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let (addr, flags, mac) = (cols.first()?, cols.get(2)?, cols.get(3)?);
-        // Flag 0x2 = ATF_COM: a complete entry.
-        let complete = u32::from_str_radix(flags.trim_start_matches("0x"), 16).ok()? & 2 != 0;
-        (addr.parse::<Ipv4Addr>().ok()? == ip && complete)
-            .then(|| mac.parse().ok())
-            .flatten()
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_arp_table() {
-        let t = "IP address       HW type     Flags       HW address            Mask     Device\n\
-                 10.77.0.5        0x1         0x2         dc:a6:32:00:00:05     *        br0\n\
-                 10.77.0.6        0x1         0x0         00:00:00:00:00:00     *        br0\n";
-        assert_eq!(
-            parse_arp(t, "10.77.0.5".parse().unwrap()),
-            Some("dc:a6:32:00:00:05".parse().unwrap())
-        );
-        assert_eq!(parse_arp(t, "10.77.0.6".parse().unwrap()), None);
-        assert_eq!(parse_arp(t, "10.77.0.7".parse().unwrap()), None);
     }
 }

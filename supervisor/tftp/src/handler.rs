@@ -137,7 +137,7 @@ impl BootHandler {
             identifier: Identifier {
                 registry: ctx.registry,
                 leases: ctx.leases,
-                neighbours: Arc::new(crate::neighbours::lookup),
+                neighbours: Arc::new(bramble_core::neighbours::lookup),
             },
             server_ip: ctx.server_ip.or(listen_ip),
             slots: Slots::new(ctx.settings.max_transfers),

@@ -125,7 +125,8 @@ impl Identifier {
 mod tests {
     use super::*;
     use bramble_core::Volume;
-    use bramble_core::leases::{Lease, now};
+    use bramble_core::leases::Lease;
+    use bramble_core::unix_now as now;
 
     fn setup() -> (tempfile::TempDir, Identifier) {
         let dir = tempfile::tempdir().unwrap();

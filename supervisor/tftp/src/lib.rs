@@ -4,7 +4,7 @@
 //! - [`path`]: which request names are acceptable at all (no `..`, absolute
 //!   names, NUL or control characters, over-long names).
 //! - [`identify`]: who is asking: a `<serial>/` or `<mac>/` prefix, or the
-//!   source address through leases and the [`neighbours`] table.
+//!   source address through leases and the neighbour (ARP) table ([`bramble_core::neighbours`]).
 //! - [`beneath`]: opening files strictly inside an OS's boot directory
 //!   (`os/<name>/boot/firmware`, else `os/<name>/boot`), symlinks that
 //!   leave it refused.
@@ -28,7 +28,6 @@ pub mod content;
 pub mod generate;
 pub mod handler;
 pub mod identify;
-pub mod neighbours;
 pub mod path;
 
 use std::io;

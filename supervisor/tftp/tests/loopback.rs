@@ -8,8 +8,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use bramble_core::clients::{Client, Registry};
-use bramble_core::leases::{Lease, Leases, now};
+use bramble_core::leases::{Lease, Leases};
 use bramble_core::settings::TftpSettings;
+use bramble_core::unix_now as now;
 use bramble_core::{Status, Volume};
 use bramble_tftp::{Context, bind, run};
 use tokio_util::sync::CancellationToken;

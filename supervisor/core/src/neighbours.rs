@@ -1,14 +1,14 @@
 //! The kernel's IPv4 neighbour (ARP) table: who has which address.
 //!
-//! This is how a request that carries no serial or MAC in its name is tied
-//! to a machine when bramble does not hand out the addresses itself (proxy
-//! DHCP next to the school's router), like dnsmasq's
+//! This is how a TFTP request or an NFS mount is tied to a registered
+//! machine when bramble does not hand out the addresses itself (proxy DHCP
+//! next to the school's router, static addresses), like dnsmasq's
 //! `tftp-unique-root=mac`. The table is read from `/proc/net/arp`, which
 //! shows the network namespace of the reading process.
 
 use std::net::Ipv4Addr;
 
-use bramble_core::clients::Mac;
+use crate::clients::Mac;
 
 /// `ATF_COM` in the flags column: the entry is resolved.
 const ATF_COM: u32 = 0x2;
