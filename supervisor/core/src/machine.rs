@@ -79,15 +79,6 @@ impl Machine {
         self.restarts
     }
 
-    /// Delay before restart number `n` (1-based) of a run of fast failures.
-    pub fn backoff(&self, n: u32) -> Duration {
-        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
-        self.policy
-            .backoff_initial
-            .saturating_mul(factor)
-            .min(self.policy.backoff_max)
-    }
-
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
         use Action::*;
         match (self.state, event) {
@@ -148,7 +139,7 @@ impl Machine {
         }
         self.state = State::Backoff;
         self.restarts += 1;
-        let delay = self.backoff(self.fast_failures);
+        let delay = self.policy.backoff(self.fast_failures);
         vec![
             Action::Report(format!("{why}; restarting in {delay:?}")),
             Action::SetTimer(delay),

@@ -281,17 +281,15 @@ pub async fn supervise_child(
                     }
                 }
             }
-            if machine.state() == State::Ready
-                && (detail.take().is_some()
-                    || status.get(&name).map(|u| u.state) != Some(UnitState::Up))
-            {
-                info!(child = %name, "ready");
+            let state = unit_state(machine.state());
+            if state == UnitState::Up {
+                // Up again: the last failure is history.
+                detail = None;
+                if status.get(&name).map(|u| u.state) != Some(UnitState::Up) {
+                    info!(child = %name, "ready");
+                }
             }
-            status.set(
-                &name,
-                unit_state(machine.state()),
-                detail.clone().filter(|_| machine.state() != State::Ready),
-            );
+            status.set(&name, state, detail.clone());
         }
         let event = tokio::select! {
             how = maybe(&mut exit) => {

@@ -65,10 +65,7 @@ pub async fn supervise_service<S, E1, E2, B, BF, R, RF>(
         } else {
             1
         };
-        let delay = policy
-            .backoff_initial
-            .saturating_mul(1u32.checked_shl(failures - 1).unwrap_or(u32::MAX))
-            .min(policy.backoff_max);
+        let delay = policy.backoff(failures);
         error!(service = name, "{problem}; retrying in {delay:?}");
         status.add_restart(name);
         status.set(name, UnitState::Backoff, Some(problem));

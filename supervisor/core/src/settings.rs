@@ -304,6 +304,17 @@ pub struct Policy {
     pub stop_timeout: Duration,
 }
 
+impl Policy {
+    /// Delay before restart number `n` (1-based) of a run of fast failures:
+    /// `backoff_initial` doubled each time, capped at `backoff_max`.
+    pub fn backoff(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.backoff_initial
+            .saturating_mul(factor)
+            .min(self.backoff_max)
+    }
+}
+
 impl Default for Policy {
     fn default() -> Self {
         RawSupervisor::default().to_policy()
