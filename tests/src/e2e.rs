@@ -60,7 +60,7 @@ pub struct Bench {
     pub mode: Mode,
     router: usize,
     pub data: PathBuf,
-    _work: tempfile::TempDir,
+    work: tempfile::TempDir,
 }
 
 fn settings(mode: Mode, accounts: bool) -> String {
@@ -115,18 +115,18 @@ impl Bench {
             mode,
             router,
             data,
-            _work: work,
+            work,
         }
     }
 
     /// Where the busybox client (kernel, initramfs, tree) was built.
     pub fn client_dir(&self) -> PathBuf {
-        self._work.path().join("client")
+        self.work.path().join("client")
     }
 
     /// A scratch directory that lives as long as the bench.
     pub fn work_dir(&self) -> &Path {
-        self._work.path()
+        self.work.path()
     }
 
     /// Registers `mac` to boot the e2e OS.

@@ -244,18 +244,20 @@ impl Bramble {
     /// The pid of the bramble process itself (host view), found as the
     /// deepest descendant of the spawned wrapper running the bramble binary.
     pub fn main_pid(&self) -> u32 {
+        self.find_main_pid()
+            .unwrap_or_else(|| panic!("cannot find the bramble process under pid {}", self.pid()))
+    }
+
+    fn find_main_pid(&self) -> Option<u32> {
         let bin = bramble_bin();
         let mut pid = self.pid();
         for _ in 0..4 {
             if fs::read_link(format!("/proc/{pid}/exe")).ok().as_deref() == Some(bin.as_path()) {
-                return pid;
+                return Some(pid);
             }
-            match children(pid).first() {
-                Some(c) => pid = *c,
-                None => break,
-            }
+            pid = *children(pid).first()?;
         }
-        panic!("cannot find the bramble process under pid {}", self.pid());
+        None
     }
 
     /// Waits for the spawned process to exit; returns its exit code.
@@ -296,8 +298,7 @@ impl Bramble {
     }
 
     fn main_pid_or_wrapper(&self) -> u32 {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.main_pid()))
-            .unwrap_or_else(|_| self.pid())
+        self.find_main_pid().unwrap_or_else(|| self.pid())
     }
 }
 

@@ -275,8 +275,8 @@ fn start_slapd(
         info!("ldap.enabled = false: no accounts");
         return;
     }
-    // Registered before the (slow) preparation so /health reports it at once.
-    shared.status.register("slapd", Kind::Child);
+    // register_units already made "slapd" known to /health before this
+    // (slow) preparation starts.
     let (shared, shutdown, reaper) = (shared.clone(), shutdown.clone(), reaper.clone());
     tracker.spawn(async move {
         match bramble_ldap::slapd::prepare(&shared.volume, &shared.settings.ldap, &reaper).await {
